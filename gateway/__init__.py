@@ -1,0 +1,1 @@
+"""The base-station gateway: collar telemetry in, everything relayed to the station broker."""

@@ -1,0 +1,1 @@
+"""Hardware simulators: GPS receivers and collars (more devices later), on real pseudo-terminals."""

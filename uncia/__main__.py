@@ -1,0 +1,5 @@
+import sys
+
+from uncia.cli import main
+
+sys.exit(main())

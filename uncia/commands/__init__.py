@@ -1,0 +1,1 @@
+"""One module per `uncia` subcommand; each exposes ``register(subparsers)``."""
