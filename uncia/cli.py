@@ -29,9 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Field firmware of the uncia snow-leopard monitoring network.",
     )
     parser.add_argument("--version", action="version", version=f"uncia {__version__}")
-    parser.add_argument(
-        "-v", "--verbose", action="store_true", help="log debug detail (default: info)"
-    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail (default: info)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         module = importlib.import_module(f"uncia.commands.{name}")

@@ -1,0 +1,253 @@
+"""A unit's configuration: one TOML file per unit, validated once at start.
+
+Every mistake is reported as a `ConfigError` that names the key, the value found and what is expected,
+so a technician can fix the file without reading code. Unknown keys are errors too: a misspelt key
+silently ignored is a setting that silently does not apply.
+
+Example (see deploy/gateway.example.toml for the full, commented file)::
+
+    [unit]
+    id = "gw-01"
+    site = "helan"
+
+    [mqtt]
+    host = "127.0.0.1"
+
+    [[serial]]
+    name = "gps0"
+    port = "/dev/uncia-gps0"
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+# Ids and names end up in MQTT topics, file names and generated configs: keep them to a safe alphabet.
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class ConfigError(ValueError):
+    """The configuration is wrong; the message says which key, what was found and what is expected."""
+
+    def __init__(self, key: str, value: object, expected: str, source: str | None = None) -> None:
+        self.key, self.value, self.expected, self.source = key, value, expected, source
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}config key '{key}' = {value!r}: expected {expected}")
+
+
+@dataclass(frozen=True)
+class UnitSettings:
+    id: str
+    site: str
+    role: str = "gateway"
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    """How the unit reaches its broker. Secrets come from files (0600), never from the config text."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    client_id: str = ""  # empty: "uncia-<site>-<unit>"
+    username: str = ""
+    password_file: str = ""
+    tls: bool = False
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    keepalive: int = 30
+    window: int = 200  # publishes awaiting PUBACK at once
+
+    def password(self) -> str | None:
+        """The password, read from `password_file` (first line), or None when unset."""
+        if not self.password_file:
+            return None
+        try:
+            return Path(self.password_file).read_text().splitlines()[0]
+        except (OSError, IndexError) as exc:
+            raise ConfigError(
+                "mqtt.password_file", self.password_file, f"a readable file with the password ({exc})"
+            ) from exc
+
+
+@dataclass(frozen=True)
+class OutboxSettings:
+    path: str = "/var/lib/uncia/outbox.sqlite3"
+    max_messages: int = 2_000_000  # about days of a busy station; beyond it, shedding (logged)
+    commit_interval: float = 0.05  # seconds between durable commits of accepted messages
+
+
+@dataclass(frozen=True)
+class SerialSettings:
+    """One serial source: a device path (a udev link like /dev/uncia-gps0) or a pyserial URL."""
+
+    name: str
+    port: str
+    baudrate: int = 9600
+    kind: str = "nmea"
+
+
+@dataclass(frozen=True)
+class FixGate:
+    """Which fixes are worth relaying: minimum GGA quality (1 = GPS) and maximum HDOP."""
+
+    min_quality: int = 1
+    max_hdop: float | None = None
+
+
+@dataclass(frozen=True)
+class HealthSettings:
+    interval: float = 60.0  # seconds between health messages
+
+
+@dataclass(frozen=True)
+class UnitConfig:
+    unit: UnitSettings
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
+    outbox: OutboxSettings = field(default_factory=OutboxSettings)
+    serial: tuple[SerialSettings, ...] = ()
+    fixes: FixGate = field(default_factory=FixGate)
+    health: HealthSettings = field(default_factory=HealthSettings)
+
+
+_BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
+
+
+def _section(table: Any, key_path: str, cls: type, source: str | None) -> Any:
+    """Build dataclass `cls` from `table`, checking keys and value types against its fields."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(key_path, table, "a table ([" + key_path + "])", source)
+    known = {f.name: f for f in fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in known:
+            raise ConfigError(f"{key_path}.{key}", value, f"one of {', '.join(sorted(known))}", source)
+        kwargs[key] = _check_type(f"{key_path}.{key}", value, known[key].type, source)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        missing = [k for k, f in known.items() if k not in kwargs and _required(f)]
+        raise ConfigError(
+            f"{key_path}.{missing[0] if missing else '?'}", None, "a value (it is required)", source
+        ) from exc
+
+
+def _required(f: Any) -> bool:
+    from dataclasses import MISSING
+
+    return f.default is MISSING and f.default_factory is MISSING
+
+
+def _check_type(key: str, value: Any, annotation: str, source: str | None) -> Any:
+    if annotation == "str":
+        if not isinstance(value, str):
+            raise ConfigError(key, value, "a string in quotes", source)
+    elif annotation == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, value, "a whole number", source)
+    elif annotation in ("float", "float | None"):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(key, value, "a number", source)
+        value = float(value)
+    elif annotation == "bool" and not isinstance(value, bool):
+        raise ConfigError(key, value, "true or false", source)
+    return value
+
+
+def _positive(key: str, value: float, source: str | None, *, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(key, value, "a number greater than 0", source)
+
+
+def parse_config(data: Mapping[str, Any], source: str | None = None) -> UnitConfig:
+    """Validate an already-loaded TOML document; raise `ConfigError` on the first problem."""
+    allowed = {"unit", "mqtt", "outbox", "serial", "fixes", "health"}
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(key, data[key], f"one of the sections {', '.join(sorted(allowed))}", source)
+    if "unit" not in data:
+        raise ConfigError("unit", None, "a [unit] table with id and site", source)
+    unit = _section(data["unit"], "unit", UnitSettings, source)
+    for key in ("id", "site"):
+        value = getattr(unit, key)
+        if not _NAME.match(value):
+            raise ConfigError(
+                f"unit.{key}", value, "lowercase letters, digits, '-' or '_' (at most 63)", source
+            )
+    if unit.role not in ("gateway", "camera"):
+        raise ConfigError("unit.role", unit.role, "'gateway' or 'camera'", source)
+
+    mqtt = _section(data.get("mqtt", {}), "mqtt", MqttSettings, source)
+    if not 0 < mqtt.port < 65536:
+        raise ConfigError("mqtt.port", mqtt.port, "a TCP port between 1 and 65535", source)
+    if not 5 <= mqtt.keepalive <= 3600:
+        raise ConfigError("mqtt.keepalive", mqtt.keepalive, "seconds between 5 and 3600", source)
+    if not 1 <= mqtt.window <= 10_000:
+        raise ConfigError("mqtt.window", mqtt.window, "between 1 and 10000", source)
+    if mqtt.password_file and not mqtt.username:
+        raise ConfigError("mqtt.username", "", "a user name when mqtt.password_file is set", source)
+    for key in ("ca_file", "cert_file", "key_file", "password_file"):
+        path = getattr(mqtt, key)
+        if path and not Path(path).is_file():
+            raise ConfigError(f"mqtt.{key}", path, "an existing file", source)
+    if (mqtt.cert_file or mqtt.key_file or mqtt.ca_file) and not mqtt.tls:
+        raise ConfigError("mqtt.tls", False, "true when certificate files are given", source)
+
+    outbox = _section(data.get("outbox", {}), "outbox", OutboxSettings, source)
+    if outbox.max_messages < 1000:
+        raise ConfigError("outbox.max_messages", outbox.max_messages, "at least 1000", source)
+    _positive("outbox.commit_interval", outbox.commit_interval, source)
+
+    raw_serial = data.get("serial", [])
+    if not isinstance(raw_serial, list):
+        raise ConfigError("serial", raw_serial, "a list of [[serial]] tables", source)
+    serial: list[SerialSettings] = []
+    for index, entry in enumerate(raw_serial):
+        item = _section(entry, f"serial[{index}]", SerialSettings, source)
+        if not _NAME.match(item.name):
+            raise ConfigError(
+                f"serial[{index}].name", item.name, "lowercase letters, digits, '-' or '_'", source
+            )
+        if item.baudrate not in _BAUDRATES:
+            raise ConfigError(
+                f"serial[{index}].baudrate",
+                item.baudrate,
+                "a standard rate (" + ", ".join(map(str, _BAUDRATES)) + ")",
+                source,
+            )
+        if item.kind != "nmea":
+            raise ConfigError(f"serial[{index}].kind", item.kind, "'nmea'", source)
+        if any(s.name == item.name for s in serial):
+            raise ConfigError(f"serial[{index}].name", item.name, "a name used only once", source)
+        serial.append(item)
+
+    fixes = _section(data.get("fixes", {}), "fixes", FixGate, source)
+    if not 0 <= fixes.min_quality <= 8:
+        raise ConfigError("fixes.min_quality", fixes.min_quality, "a GGA quality 0-8", source)
+    if fixes.max_hdop is not None:
+        _positive("fixes.max_hdop", fixes.max_hdop, source)
+
+    health = _section(data.get("health", {}), "health", HealthSettings, source)
+    _positive("health.interval", health.interval, source)
+    return UnitConfig(unit, mqtt, outbox, tuple(serial), fixes, health)
+
+
+def load_config(path: str | Path) -> UnitConfig:
+    """Read and validate a unit's TOML file."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError("(file)", str(path), f"a readable config file ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError("(file)", str(path), "UTF-8 text") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("(syntax)", str(path), f"valid TOML ({exc})", str(path)) from exc
+    return parse_config(data, source=str(path))
