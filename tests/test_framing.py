@@ -152,7 +152,7 @@ def test_any_chunking_gives_the_same_output_as_the_byte_by_byte_rules(data, cuts
     framer = LineFramer(max_line)
     lines: list[bytes] = []
     start = 0
-    for cut in sorted({c for c in cuts if c < len(data)}) + [len(data)]:
+    for cut in [*sorted({c for c in cuts if c < len(data)}), len(data)]:
         lines += framer.feed(data[start:cut])
         assert framer.buffered <= max_line
         start = cut
