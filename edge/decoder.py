@@ -79,6 +79,14 @@ class FixDecoder:
         out.extend(self.merger.flush())
         return out
 
+    def idle(self) -> list[Fix]:
+        """The receiver went quiet (its burst is over): emit the epoch in progress now.
+
+        Saves waiting for the next epoch to begin when the cycle has not been learned yet. A line
+        still arriving stays pending; `flush` is for the end of the stream.
+        """
+        return self.merger.flush()
+
     def _lines(self, lines: list[bytes]) -> list[Fix]:
         out: list[Fix] = []
         merge = self.merger.feed
