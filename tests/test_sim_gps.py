@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import random
 import threading
@@ -34,6 +33,7 @@ from simulators.nmea_out import (
 )
 from simulators.pty_port import PtyPort
 from simulators.track import Track, TrackPoint
+from uncia.cli import main
 
 T0 = datetime(2026, 11, 25, 6, 0, tzinfo=UTC)
 WAIT_S = 10.0  # generous limit for anything that crosses a pty; never an assertion on speed
@@ -313,19 +313,9 @@ def test_real_time_device_vanishes_and_returns_on_the_same_link(tmp_path: Path) 
 # --- the command line ---------------------------------------------------------------------------
 
 
-def _cli_main(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    from uncia import cli
-
-    # Sibling subcommands are written by others and may not exist yet in this checkout.
-    present = tuple(c for c in cli.COMMANDS if importlib.util.find_spec(f"uncia.commands.{c}") is not None)
-    monkeypatch.setattr(cli, "COMMANDS", present)
-    return cli.main
-
-
 def test_cli_prints_the_path_and_serves_nmea_until_the_duration_ends(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    main = _cli_main(monkeypatch)
     link = tmp_path / "uncia-gps0"
     args = ["sim", "gps", "--link", str(link), "--rate", "10", "--seed", "5", "--duration", "1.5"]
     result: list[int] = []
@@ -347,9 +337,8 @@ def test_cli_prints_the_path_and_serves_nmea_until_the_duration_ends(
 
 
 def test_cli_refuses_nonsense_with_a_usable_message(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    main = _cli_main(monkeypatch)
     assert main(["sim", "gps", "--vanish-every", "5", "--vanish-for", "9", "--duration", "1"]) == 2
     assert "vanish_for < vanish_every" in capsys.readouterr().err
     precious = tmp_path / "notes.txt"
