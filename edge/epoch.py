@@ -159,7 +159,12 @@ class EpochMerger:
         best: Sentence | None = None
         rank = 0
         day: date | None = None
-        alt = sats = hdop = gsa_hdop = speed = course = None
+        alt: float | None = None
+        hdop: float | None = None
+        gsa_hdop: float | None = None
+        speed: float | None = None
+        course: float | None = None
+        sats: int | None = None
         mode = 0
         for p in self._parts:
             kind = p.sentence_type
@@ -178,7 +183,7 @@ class EpochMerger:
                 if hdop is None:
                     hdop = p.hdop
             elif kind == "GSA":
-                if p.mode > mode:  # type: ignore[operator]  # fix_ok GSA always has a mode
+                if p.mode is not None and p.mode > mode:
                     mode = p.mode
                 if gsa_hdop is None:
                     gsa_hdop = p.hdop

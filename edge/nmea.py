@@ -223,7 +223,8 @@ def _opt_float(v: str) -> float | None:
 
 _FRACTION_SCALE = (0, 100_000, 10_000, 1_000, 100, 10, 1)
 # Memos for the fields the sentences of one epoch repeat (time, position); cleared when full, so
-# a stream of ever-new values costs one dict insert each and no memory.
+# a stream of ever-new values costs one dict insert each and no memory. Shared by all decoders and
+# threads: a value depends only on its key, so a race can at worst compute it twice.
 _MEMO_SIZE = 64
 _TIMES: dict[str, int] = {}
 _MINUTES: dict[str, float] = {}
