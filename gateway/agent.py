@@ -1,0 +1,184 @@
+"""The base-station gateway: every configured serial source → fixes → durable outbox → station broker.
+
+One thread per serial source reads bytes, decodes fixes and commits each to the outbox; the relay
+drains the outbox to the broker. A fix is *accepted* once its outbox commit is on disk; from then on
+it survives a dead broker, a killed agent and a power cut, and is sent in order when the link returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any
+
+from edge.clock import system_clock_source, utc_now
+from edge.config import SerialSettings, UnitConfig
+from edge.decoder import FixDecoder
+from edge.fix import ClockSource, Fix
+from edge.messages import Envelope
+from edge.outbox import Outbox
+from edge.relay import Relay
+from edge.serial_source import SerialSource
+from edge.topics import Topics
+
+FixListener = Callable[[str, Fix], None]
+
+
+class SourceWorker:
+    """Reads one serial source in its own thread and hands each decoded fix to `accept`."""
+
+    def __init__(
+        self,
+        settings: SerialSettings,
+        decoder: FixDecoder,
+        accept: FixListener,
+        stop: threading.Event,
+        log: logging.Logger,
+    ) -> None:
+        self.settings = settings
+        self.decoder = decoder
+        self.source = SerialSource(settings.port, baudrate=settings.baudrate, name=settings.name, log=log)
+        self._accept = accept
+        self._stop = stop
+        self._log = log
+        self.fixes = 0
+        self.thread = threading.Thread(target=self._run, name=f"source-{settings.name}", daemon=True)
+
+    def _run(self) -> None:
+        name, decoder, accept = self.settings.name, self.decoder, self._accept
+        try:
+            for chunk in self.source.read_chunks(self._stop):
+                # b"" marks a quiet spell: the epoch in progress is complete.
+                for fix in decoder.feed(chunk) if chunk else decoder.flush():
+                    accept(name, fix)
+                    self.fixes += 1
+            for fix in decoder.flush():
+                accept(name, fix)
+                self.fixes += 1
+        except Exception:  # a bug must not silently stop a source: say so loudly, the watchdog restarts us
+            self._log.exception("source %s stopped by an internal error", name)
+            raise
+        finally:
+            self.source.close()
+
+    def stats(self) -> dict[str, Any]:
+        source = self.source
+        return {
+            "port": self.settings.port,
+            "connected": source.connected,
+            "bytes": source.bytes_read,
+            "reconnects": source.reconnects,
+            "last_error": source.last_error,
+            "sentences": self.decoder.sentences_ok,
+            "fixes": self.fixes,
+            "dropped": dict(self.decoder.dropped),
+        }
+
+
+class Gateway:
+    """The station gateway agent. `start()`, then `stop()`; `health()` for the periodic status."""
+
+    def __init__(
+        self,
+        config: UnitConfig,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        clock_source: Callable[[], ClockSource] = system_clock_source,
+        on_fix: FixListener | None = None,
+        log: logging.Logger | None = None,
+    ) -> None:
+        self.config = config
+        self.log = log or logging.getLogger("uncia.gateway")
+        self.clock = clock
+        self.clock_source = clock_source
+        self.on_fix = on_fix
+        unit = config.unit
+        self.topics = Topics(unit.site, unit.id)
+        self.envelope = Envelope(unit.id)
+        self._stop = threading.Event()
+        self.outbox = Outbox(
+            config.outbox.path,
+            max_messages=config.outbox.max_messages,
+            commit_interval=config.outbox.commit_interval,
+            log=self.log.getChild("outbox"),
+        )
+        self.relay = Relay(
+            self.outbox,
+            config.mqtt,
+            self.topics,
+            unit=unit,
+            health_interval=config.health.interval,
+            health_extra=self.health,
+            clock_source=lambda: self._clock_state,
+            envelope=self.envelope,
+            log=self.log.getChild("relay"),
+        )
+        self._clock_state = clock_source()
+        gate = config.fixes
+        self.workers = [
+            SourceWorker(
+                settings,
+                FixDecoder(min_quality=gate.min_quality, max_hdop=gate.max_hdop, date_hint=self._date_hint),
+                self._accept,
+                self._stop,
+                self.log.getChild(settings.name),
+            )
+            for settings in config.serial
+        ]
+
+    def _date_hint(self) -> date | None:
+        """Today's date for receivers that send time without date — only from a synchronised clock."""
+        if self._clock_state is ClockSource.UNSYNCED:
+            return None
+        return self.clock().date()
+
+    def _accept(self, source: str, fix: Fix) -> None:
+        received = self.clock()
+        clock = self._clock_state
+        envelope = self.envelope
+
+        def payload(seq: int) -> bytes:
+            return envelope.fix(source, seq, fix, received=received, clock=clock)
+
+        self.outbox.enqueue(source, self.topics.fix(source), payload)
+        if self.on_fix is not None:
+            self.on_fix(source, fix)
+
+    def start(self) -> None:
+        unit = self.config.unit
+        self.log.info(
+            "gateway %s/%s starting: %d serial source(s), outbox %s, broker %s:%d",
+            unit.site,
+            unit.id,
+            len(self.workers),
+            self.config.outbox.path,
+            self.config.mqtt.host,
+            self.config.mqtt.port,
+        )
+        self.relay.start()
+        for worker in self.workers:
+            worker.thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop reading, commit what was accepted, give the relay `timeout` s to drain, disconnect."""
+        self._stop.set()
+        for worker in self.workers:
+            worker.source.close()
+            worker.thread.join(timeout)
+        self.outbox.commit()
+        self.relay.stop(timeout)
+        self.outbox.close()
+        self.log.info("gateway stopped")
+
+    def wait(self, stop: threading.Event) -> None:
+        """Run until `stop` is set (the CLI sets it on SIGTERM/SIGINT)."""
+        stop.wait()
+
+    def health(self) -> dict[str, Any]:
+        self._clock_state = self.clock_source()
+        return {
+            "clock": str(self._clock_state),
+            "sources": {w.settings.name: w.stats() for w in self.workers},
+        }
