@@ -50,8 +50,9 @@ class SourceWorker:
         name, decoder, accept = self.settings.name, self.decoder, self._accept
         try:
             for chunk in self.source.read_chunks(self._stop):
-                # b"" marks a quiet spell: the epoch in progress is complete.
-                for fix in decoder.feed(chunk) if chunk else decoder.flush():
+                # b"" marks a quiet spell: the epoch in progress is complete (a half-received line
+                # stays pending; the device may only be slow).
+                for fix in decoder.feed(chunk) if chunk else decoder.idle():
                     accept(name, fix)
                     self.fixes += 1
             for fix in decoder.flush():

@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import random
 import signal
 import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -25,8 +26,9 @@ from edge.broker import BrokerError, start_broker
 from edge.config import parse_config
 from edge.messages import MessageError, decode
 from edge.topics import Topics
-from simulators.gps import FaultPlan, make_simulator
+from simulators.gps import FaultPlan, GpsSimulator
 from simulators.pty_port import PtyPort
+from simulators.track import Track, random_start
 from uncia.cli import EXIT_FAILURE, EXIT_OK
 
 SITE, UNIT, SOURCE = "helan", "gw-demo", "collar-f01"
@@ -106,6 +108,36 @@ class FixPrinter:
         self.client.disconnect()
 
 
+def moving_collar(pty: PtyPort, seed: int, rate_hz: float) -> GpsSimulator:
+    """A collar on an animal that is on the move right now, so the demo shows a track at once.
+
+    Collared animals start with a rest (they are collared asleep), which would show a newcomer the
+    same position for an hour; the track is advanced to its first travel bout, and its clock set
+    back by as much, so fix times are the real time.
+    """
+
+    def walk_to_first_travel(start_time: datetime) -> tuple[Track, float]:
+        rng = random.Random(f"uncia-demo-{seed}")
+        track = Track(rng, start=random_start(rng), start_time=start_time)
+        skipped = 0.0
+        while track.resting:
+            track.advance(60.0)
+            skipped += 60.0
+        return track, skipped
+
+    now = datetime.now(UTC)
+    _, skipped = walk_to_first_travel(now)
+    track, _ = walk_to_first_travel(now - timedelta(seconds=skipped))  # same draws, clock set back
+    return GpsSimulator(
+        pty,
+        track=track,
+        rng=random.Random(seed),
+        profile="gn-multi",
+        rate_hz=rate_hz,
+        faults=FaultPlan(noise=0.01, bad_checksum=0.01),
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from gateway.agent import Gateway
 
@@ -130,14 +162,7 @@ def run(args: argparse.Namespace) -> int:
             host, port, broker_note = broker.host, broker.port, f"{broker.kind}, started for this demo"
 
         pty = stack.enter_context(PtyPort(workdir / "collar-dock"))
-        sim = make_simulator(
-            pty,
-            seed=args.seed,
-            profile="gn-multi",
-            rate_hz=args.rate,
-            faults=FaultPlan(noise=0.01, bad_checksum=0.01),
-            start_time=datetime.now(UTC),
-        )
+        sim = moving_collar(pty, args.seed, args.rate)
         config = parse_config(
             {
                 "unit": {"id": UNIT, "site": SITE},
