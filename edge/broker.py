@@ -1,0 +1,211 @@
+"""Throw-away MQTT brokers for tests, demos and benchmarks.
+
+``start_broker()`` runs the Mosquitto binary on a free 127.0.0.1 port with a generated config (never
+the machine's own broker on 1883), or, where Mosquitto is not installed, the embedded amqtt broker in
+a child process. It returns once the port accepts connections.
+
+    with start_broker(persistence=True) as broker:
+        ...  # broker.host, broker.port
+        broker.stop()   # SIGTERM: Mosquitto saves its queues to data_dir
+        broker.start()  # same port, queues restored
+        broker.kill()   # SIGKILL: like a power cut
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HOST = "127.0.0.1"
+MOSQUITTO_FALLBACK = "/usr/sbin/mosquitto"
+
+
+class BrokerError(RuntimeError):
+    """A test broker could not be started; the message includes the broker's own last log lines."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def find_mosquitto() -> str | None:
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    return MOSQUITTO_FALLBACK if os.access(MOSQUITTO_FALLBACK, os.X_OK) else None
+
+
+class Broker:
+    """One broker process on `host`:`port`; `kind` is ``"mosquitto"`` or ``"amqtt"``."""
+
+    def __init__(
+        self,
+        port: int,
+        data_dir: Path,
+        *,
+        kind: str,
+        persistence: bool = False,
+        owns_dir: bool = False,
+        ready_timeout: float = 15.0,
+    ) -> None:
+        self.host = HOST
+        self.port = port
+        self.kind = kind
+        self.data_dir = data_dir
+        self.persistence = persistence
+        self.ready_timeout = ready_timeout
+        self._owns_dir = owns_dir
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir / "broker.log"
+        self.config_path = data_dir / ("mosquitto.conf" if kind == "mosquitto" else "amqtt.yaml")
+        self._write_config()
+
+    def __repr__(self) -> str:
+        return f"<Broker {self.kind} {self.host}:{self.port} {'running' if self.running else 'stopped'}>"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def _write_config(self) -> None:
+        if self.kind == "mosquitto":
+            lines = [
+                f"listener {self.port} {self.host}",
+                "allow_anonymous true",
+                f"persistence {'true' if self.persistence else 'false'}",
+                f"persistence_location {self.data_dir}/",
+                "log_dest stderr",
+                "log_type error",
+                "log_type warning",
+                "log_type notice",
+                # Test subscribers may fall far behind a fast publisher: keep their queues whole.
+                "max_queued_messages 0",
+                "max_inflight_messages 1000",
+            ]
+            if os.geteuid() == 0:
+                lines.append("user root")  # otherwise it drops to 'mosquitto', who cannot write data_dir
+            self.config_path.write_text("\n".join(lines) + "\n")
+        else:
+            config = {
+                "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
+                "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+            }
+            self.config_path.write_text(json.dumps(config))  # JSON is YAML
+
+    def _command(self) -> list[str]:
+        if self.kind == "mosquitto":
+            binary = find_mosquitto()
+            if binary is None:
+                raise BrokerError("the mosquitto binary is not installed any more")
+            return [binary, "-c", str(self.config_path)]
+        return [sys.executable, "-m", "amqtt.scripts.broker_script", "-c", str(self.config_path)]
+
+    def start(self) -> Broker:
+        """Start (or restart) the broker on the same port; returns once it accepts connections."""
+        if self.running:
+            return self
+        with open(self.log_path, "ab") as log:
+            self._proc = subprocess.Popen(
+                self._command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise BrokerError(
+                    f"{self.kind} on port {self.port} exited at start (code {self._proc.returncode}): "
+                    f"{self._log_tail()}"
+                )
+            with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), timeout=0.5):
+                return self
+            time.sleep(0.02)
+        self.kill()
+        raise BrokerError(
+            f"{self.kind} did not accept connections on {self.address} within {self.ready_timeout:.0f} s: "
+            f"{self._log_tail()}"
+        )
+
+    def _log_tail(self) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "(no log)"
+        return " | ".join(lines[-5:]) or "(empty log)"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM and wait: Mosquitto saves its persistent sessions first."""
+        self._end(signal.SIGTERM, timeout)
+
+    def kill(self) -> None:
+        """SIGKILL: the broker vanishes without saving anything, like a power cut."""
+        self._end(signal.SIGKILL, 10.0)
+
+    def _end(self, sig: signal.Signals, timeout: float) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def close(self) -> None:
+        """Stop and remove the data directory if `start_broker` made it."""
+        self.stop(timeout=5.0)
+        if self._owns_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> Broker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def start_broker(
+    port: int | None = None,
+    *,
+    data_dir: Path | None = None,
+    persistence: bool = False,
+    kind: str | None = None,
+) -> Broker:
+    """Start a broker on 127.0.0.1 (`port` or a free one); Mosquitto if installed, else amqtt.
+
+    `kind` forces ``"mosquitto"`` or ``"amqtt"``. `persistence` keeps sessions and queued messages
+    across `stop()`/`start()` (Mosquitto only).
+    """
+    if kind is None:
+        kind = "mosquitto" if find_mosquitto() else "amqtt"
+    if kind == "mosquitto" and not find_mosquitto():
+        raise BrokerError("mosquitto is not installed (apt-get install mosquitto)")
+    if kind not in ("mosquitto", "amqtt"):
+        raise BrokerError(f"unknown broker kind {kind!r}: expected 'mosquitto' or 'amqtt'")
+    if kind == "amqtt" and persistence:
+        raise BrokerError("the embedded amqtt broker cannot keep messages across restarts; install mosquitto")
+    owns = data_dir is None
+    directory = Path(tempfile.mkdtemp(prefix="uncia-broker-")) if data_dir is None else Path(data_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    broker = Broker(port or free_port(), directory, kind=kind, persistence=persistence, owns_dir=owns)
+    try:
+        return broker.start()
+    except BaseException:
+        if owns:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
