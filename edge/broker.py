@@ -40,6 +40,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the broker will
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def find_mosquitto() -> str | None:
     found = shutil.which("mosquitto")
     if found:
@@ -97,6 +107,7 @@ class Broker:
                 # Test subscribers may fall far behind a fast publisher: keep their queues whole.
                 "max_queued_messages 0",
                 "max_inflight_messages 1000",
+                "set_tcp_nodelay true",  # no Nagle stalls on PUBACKs and deliveries over loopback
             ]
             if os.geteuid() == 0:
                 lines.append("user root")  # otherwise it drops to 'mosquitto', who cannot write data_dir
@@ -120,6 +131,9 @@ class Broker:
         """Start (or restart) the broker on the same port; returns once it accepts connections."""
         if self.running:
             return self
+        if not _port_free(self.host, self.port):
+            # Checked first: the readiness probe below would happily connect to whoever has it.
+            raise BrokerError(f"cannot start {self.kind}: port {self.port} on {self.host} is already in use")
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
                 self._command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL

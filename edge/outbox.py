@@ -168,7 +168,8 @@ class Outbox:
         except BaseException:
             self._release_lock()
             raise
-        self._stored = self._db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        self._stored = self._db.execute("SELECT count(*) FROM outbox").fetchone()[0]  # rows on disk
+        self._unacked = self._stored  # + enqueued, - acknowledged and deleted, - shed
         self._committed_through = self._db.execute("SELECT max(id) FROM outbox").fetchone()[0] or 0
         self._db_through = self._committed_through  # rows up to here are taken from the database
         self._next_id = self._committed_through + 1
@@ -310,6 +311,7 @@ class Outbox:
             self._pending.append(OutboxRow(self._next_id, topic, payload, qos, retain, priority))
             self._next_id += 1
             self.counts["enqueued"] += 1
+            self._unacked += 1
             if len(self._pending) == self.commit_rows:
                 self._wake.set()
         return seq
@@ -365,13 +367,13 @@ class Outbox:
     def depth(self) -> int:
         """Messages not yet acknowledged by the broker: on disk, waiting to commit, or held in memory."""
         with self._lock:
-            return self._stored + len(self._pending) + len(self._held) - len(self._acks)
+            return self._unacked - len(self._acks)
 
     def stats(self) -> dict[str, int]:
         """Counts by outcome plus the current depth, for health reports."""
         with self._lock:
             out = dict(self.counts)
-            out["waiting"] = self._stored + len(self._pending) + len(self._held) - len(self._acks)
+            out["waiting"] = self._unacked - len(self._acks)
             out["held_in_memory"] = len(self._held)
         return out
 
@@ -448,6 +450,7 @@ class Outbox:
                 self._hand_over(batch, bool(shed))
         with self._lock:
             self._stored = stored - sum(shed.values())
+            self._unacked -= deleted
             self.counts["committed"] += len(batch)
             self.counts["acked"] += deleted
         if shed:
@@ -495,6 +498,7 @@ class Outbox:
     def _count_shed(self, shed: dict[Priority, int], where: str) -> None:
         with self._lock:
             for priority, n in shed.items():
+                self._unacked -= n
                 self.counts["shed"] += n
                 self.counts["shed_" + priority.name.lower()] += n
         words = ", ".join(f"{n:,} {_PRIORITY_WORDS[p]}" for p, n in sorted(shed.items()))

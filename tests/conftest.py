@@ -10,6 +10,7 @@ def test_something(broker, collect):
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import uuid
@@ -52,6 +53,8 @@ class Collector:
     def __init__(self, host: str, port: int, topic_filter: str, *, session: str | None = None, qos: int = 1):
         self.topic_filter = topic_filter
         self.messages: list[Received] = []
+        self._unique: list[Received] = []
+        self._seen: set[str] = set()
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
         self.client = mqtt.Client(
@@ -62,6 +65,9 @@ class Collector:
         self.client.on_connect = lambda c, *_: c.subscribe(topic_filter, qos)
         self.client.on_subscribe = lambda *_: self._subscribed.set()
         self.client.on_message = self._on_message
+        self.client.on_socket_open = lambda c, u, sock: sock.setsockopt(
+            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
+        )
         self.client.reconnect_delay_set(0.05, 0.5)
         self.client.connect(host, port, keepalive=10)
         self.client.loop_start()
@@ -69,8 +75,16 @@ class Collector:
             raise TimeoutError(f"collector could not subscribe to {topic_filter} on {host}:{port}")
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        received = Received(msg.topic, bytes(msg.payload), bool(msg.retain), msg.qos)
+        try:
+            key = received.json()["id"]
+        except (ValueError, KeyError, TypeError):
+            key = received.payload.hex()
         with self._cond:
-            self.messages.append(Received(msg.topic, bytes(msg.payload), bool(msg.retain), msg.qos))
+            self.messages.append(received)
+            if key not in self._seen:
+                self._seen.add(key)
+                self._unique.append(received)
             self._cond.notify_all()
 
     def wait_for(self, count: int, timeout: float = 10.0, *, unique: bool = False) -> list[Received]:
@@ -78,12 +92,12 @@ class Collector:
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                have = len(self.unique()) if unique else len(self.messages)
-                if have >= count:
-                    return self.unique() if unique else list(self.messages)
+                have = self._unique if unique else self.messages
+                if len(have) >= count:
+                    return list(have)
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"got {have} of {count} messages on {self.topic_filter}")
+                    raise TimeoutError(f"got {len(have)} of {count} messages on {self.topic_filter}")
                 self._cond.wait(left)
 
     def wait_until(self, predicate: Callable[[list[Received]], bool], timeout: float = 10.0) -> None:
@@ -97,17 +111,8 @@ class Collector:
 
     def unique(self) -> list[Received]:
         """Messages de-duplicated by envelope ``id`` (first copy kept, arrival order)."""
-        seen: set[str] = set()
-        out = []
-        for message in list(self.messages):
-            try:
-                key = message.json()["id"]
-            except (ValueError, KeyError, TypeError):
-                key = message.payload.hex()
-            if key not in seen:
-                seen.add(key)
-                out.append(message)
-        return out
+        with self._cond:
+            return list(self._unique)
 
     def close(self) -> None:
         self.client.disconnect()

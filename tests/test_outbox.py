@@ -299,6 +299,7 @@ def test_model_order_and_seq(tmp_path_factory: pytest.TempPathFactory, ops: list
             else:
                 box.close()
                 box, after = open_box(path), 0
+            assert box.depth == len(sent) - len(seen)
         box.commit()
         seen.extend((m["source"], m["seq"]) for m in drain(box))
     finally:
