@@ -50,6 +50,14 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
+def _run(command: list[str], what: str) -> None:
+    try:
+        subprocess.run(command, check=True, capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        raise BrokerError(f"could not {what} ({exc}) {detail.decode(errors='replace').strip()}") from exc
+
+
 def find_mosquitto() -> str | None:
     found = shutil.which("mosquitto")
     if found:
@@ -67,6 +75,8 @@ class Broker:
         *,
         kind: str,
         persistence: bool = False,
+        users: dict[str, str] | None = None,
+        tls: bool = False,
         owns_dir: bool = False,
         ready_timeout: float = 15.0,
     ) -> None:
@@ -75,6 +85,12 @@ class Broker:
         self.kind = kind
         self.data_dir = data_dir
         self.persistence = persistence
+        self.users = dict(users or {})
+        self.tls = tls
+        # With tls=True: a throw-away CA, and a client certificate it signed (the broker requires one).
+        self.ca_file = data_dir / "ca.crt"
+        self.client_cert = data_dir / "client.crt"
+        self.client_key = data_dir / "client.key"
         self.ready_timeout = ready_timeout
         self._owns_dir = owns_dir
         self._proc: subprocess.Popen[bytes] | None = None
@@ -97,7 +113,7 @@ class Broker:
         if self.kind == "mosquitto":
             lines = [
                 f"listener {self.port} {self.host}",
-                "allow_anonymous true",
+                f"allow_anonymous {'false' if self.users else 'true'}",
                 f"persistence {'true' if self.persistence else 'false'}",
                 f"persistence_location {self.data_dir}/",
                 "log_dest stderr",
@@ -109,6 +125,20 @@ class Broker:
                 "max_inflight_messages 1000",
                 "set_tcp_nodelay true",  # no Nagle stalls on PUBACKs and deliveries over loopback
             ]
+            if self.users:
+                passwords = self.data_dir / "passwords"
+                passwords.write_text("".join(f"{user}:{pw}\n" for user, pw in self.users.items()))
+                _run(["mosquitto_passwd", "-U", str(passwords)], "hash the test broker's passwords")
+                lines.append(f"password_file {passwords}")
+            if self.tls:
+                self._make_certificates()
+                d = self.data_dir
+                lines += [
+                    f"cafile {d / 'ca.crt'}",
+                    f"certfile {d / 'server.crt'}",
+                    f"keyfile {d / 'server.key'}",
+                    "require_certificate true",
+                ]
             if os.geteuid() == 0:
                 lines.append("user root")  # otherwise it drops to 'mosquitto', who cannot write data_dir
             self.config_path.write_text("\n".join(lines) + "\n")
@@ -118,6 +148,42 @@ class Broker:
                 "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
             }
             self.config_path.write_text(json.dumps(config))  # JSON is YAML
+
+    def _make_certificates(self) -> None:
+        d = self.data_dir
+        ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+        ca_key = str(d / "ca.key")
+        subject = "/CN=uncia test CA"
+        _run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                *ec,
+                "-keyout",
+                ca_key,
+                "-out",
+                str(self.ca_file),
+                "-days",
+                "2",
+                "-subj",
+                subject,
+            ],
+            "make a test CA",
+        )
+        extensions = {"server": "subjectAltName=IP:127.0.0.1", "client": "extendedKeyUsage=clientAuth"}
+        for name, extension in extensions.items():
+            key, csr, crt, ext = (str(d / f"{name}.{suffix}") for suffix in ("key", "csr", "crt", "ext"))
+            Path(ext).write_text(extension + "\n")
+            _run(
+                ["openssl", "req", *ec, "-keyout", key, "-out", csr, "-subj", f"/CN=uncia test {name}"],
+                f"make the test {name} key",
+            )
+            signing = ["-CA", str(self.ca_file), "-CAkey", ca_key, "-CAcreateserial", "-days", "2"]
+            _run(
+                ["openssl", "x509", "-req", "-in", csr, *signing, "-out", crt, "-extfile", ext],
+                f"sign the test {name} certificate",
+            )
 
     def _command(self) -> list[str]:
         if self.kind == "mosquitto":
@@ -199,11 +265,15 @@ def start_broker(
     data_dir: Path | None = None,
     persistence: bool = False,
     kind: str | None = None,
+    users: dict[str, str] | None = None,
+    tls: bool = False,
 ) -> Broker:
     """Start a broker on 127.0.0.1 (`port` or a free one); Mosquitto if installed, else amqtt.
 
-    `kind` forces ``"mosquitto"`` or ``"amqtt"``. `persistence` keeps sessions and queued messages
-    across `stop()`/`start()` (Mosquitto only).
+    `kind` forces ``"mosquitto"`` or ``"amqtt"``. Mosquitto only: `persistence` keeps sessions and
+    queued messages across `stop()`/`start()`; `users` ({name: password}) turns off anonymous
+    access; `tls` serves TLS only, with a generated CA (`Broker.ca_file`) and a required client
+    certificate (`Broker.client_cert`, `Broker.client_key`).
     """
     if kind is None:
         kind = "mosquitto" if find_mosquitto() else "amqtt"
@@ -211,13 +281,23 @@ def start_broker(
         raise BrokerError("mosquitto is not installed (apt-get install mosquitto)")
     if kind not in ("mosquitto", "amqtt"):
         raise BrokerError(f"unknown broker kind {kind!r}: expected 'mosquitto' or 'amqtt'")
-    if kind == "amqtt" and persistence:
-        raise BrokerError("the embedded amqtt broker cannot keep messages across restarts; install mosquitto")
+    if kind == "amqtt" and (persistence or users or tls):
+        raise BrokerError(
+            "the embedded amqtt broker here runs without persistence, passwords or TLS; install mosquitto"
+        )
     owns = data_dir is None
     directory = Path(tempfile.mkdtemp(prefix="uncia-broker-")) if data_dir is None else Path(data_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    broker = Broker(port or free_port(), directory, kind=kind, persistence=persistence, owns_dir=owns)
     try:
+        broker = Broker(
+            port or free_port(),
+            directory,
+            kind=kind,
+            persistence=persistence,
+            users=users,
+            tls=tls,
+            owns_dir=owns,
+        )
         return broker.start()
     except BaseException:
         if owns:

@@ -180,7 +180,8 @@ class Outbox:
                 self.path,
                 f"{self._stored:,}",
             )
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # there is something to commit
+        self._full = threading.Event()  # ... and it should not wait for commit_interval
         self._thread: threading.Thread | None = None
         if background:
             self._thread = threading.Thread(target=self._commit_loop, name="uncia-outbox-commit", daemon=True)
@@ -312,8 +313,11 @@ class Outbox:
             self._next_id += 1
             self.counts["enqueued"] += 1
             self._unacked += 1
-            if len(self._pending) == self.commit_rows:
+            waiting = len(self._pending)
+            if waiting == 1:
                 self._wake.set()
+            elif waiting == self.commit_rows:
+                self._full.set()
         return seq
 
     def last_seq(self, source: str) -> int:
@@ -347,6 +351,13 @@ class Outbox:
                 self._handed_out = taken[-1].id
             return taken
 
+    def rewind(self) -> None:
+        """Hand out every unacknowledged row again, oldest first (a new relay starts from scratch)."""
+        with self._read_lock:
+            self._handed_out = 0
+            self._ready.clear()
+            self._db_through = self._committed_through
+
     def peek(self, after_id: int, limit: int) -> list[OutboxRow]:
         """Up to `limit` committed messages with ids above `after_id`, oldest first (read only)."""
         with self._read_lock:
@@ -356,6 +367,8 @@ class Outbox:
     def ack(self, ids: Iterable[int]) -> None:
         """The broker acknowledged these messages: delete them (at the next commit)."""
         with self._lock:
+            if not self._acks:
+                self._wake.set()
             self._acks.extend(ids)
 
     def note_published(self, count: int) -> None:
@@ -379,15 +392,21 @@ class Outbox:
 
     # -- committing --------------------------------------------------------------------------------
     def _commit_loop(self) -> None:
+        # Sleeps while there is nothing to do (an idle unit should not wake 20 times a second); once
+        # a first message or acknowledgement arrives, waits commit_interval to gather a batch.
         while not self._closed:
-            self._wake.wait(self.commit_interval)
+            self._wake.wait()
             self._wake.clear()
             if self._closed:
                 break
+            self._full.wait(self.commit_interval)
+            self._full.clear()
             try:
                 self.commit()
             except Exception:  # the committer must outlive any one bad commit
                 self.log.exception("outbox commit failed unexpectedly; will retry")
+            if self._held:
+                self._wake.set()  # a failed write is retried after commit_interval
 
     def commit(self) -> int:
         """Write everything queued so far to disk now; returns how many messages were committed.
@@ -556,6 +575,7 @@ class Outbox:
         with self._lock:
             self._closed = True
         self._wake.set()
+        self._full.set()
         if self._thread is not None:
             self._thread.join()
         try:

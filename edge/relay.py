@@ -281,7 +281,10 @@ class Relay:
                 callback(*args)
             except Exception:
                 self.counters["callback_errors"] += 1
-                self.log.exception("error in MQTT callback %s (ignored; relay keeps running)", callback)
+                self.log.exception(
+                    "error in MQTT callback %s (ignored; the relay keeps running)",
+                    getattr(callback, "__name__", callback),
+                )
 
         return guarded
 
@@ -294,6 +297,7 @@ class Relay:
     def start(self) -> None:
         if self._thread is not None:
             raise RelayError("the relay is already started")
+        self.outbox.rewind()  # rows an earlier relay took but never got acknowledged go again
         self._thread = threading.Thread(target=self._run, name="uncia-relay", daemon=True)
         self._thread.start()
 

@@ -73,12 +73,19 @@ def relays() -> Iterator[Callable[..., Relay]]:
     """``relays(outbox, port, **kw)`` → a started Relay with fast reconnects; stopped after the test."""
     made: list[Relay] = []
 
-    def make(box: Outbox, port: int, *, window: int = 50, start: bool = True, **kw: object) -> Relay:
+    def make(
+        box: Outbox,
+        port: int,
+        *,
+        window: int = 50,
+        start: bool = True,
+        mqtt: dict | None = None,
+        **kw: object,
+    ) -> Relay:
         kw.setdefault("reconnect_min", 0.05)
         kw.setdefault("reconnect_max", 0.3)
-        relay = Relay(
-            box, MqttSettings(host="127.0.0.1", port=port, keepalive=5, window=window), TOPICS, **kw
-        )
+        settings = MqttSettings(host="127.0.0.1", port=port, keepalive=5, window=window, **(mqtt or {}))
+        relay = Relay(box, settings, TOPICS, **kw)
         made.append(relay)
         if start:
             relay.start()
@@ -274,6 +281,45 @@ def test_health_is_published_retained_with_counts(broker: Broker, collect, outbo
     assert collect(broker, TOPICS.health()).wait_for(1)[0].retain
 
 
+def test_password_refused_then_accepted(
+    tmp_path: Path, outbox: Outbox, relays, caplog: pytest.LogCaptureFixture
+) -> None:
+    wrong, right = tmp_path / "wrong", tmp_path / "right"
+    wrong.write_text("not-it\n")
+    right.write_text("s3cret\n")
+    enqueue(outbox, 10)
+    with (
+        start_broker(users={"gw-01": "s3cret"}) as broker,
+        caplog.at_level(logging.ERROR, logger="uncia.relay"),
+    ):
+        refused = relays(outbox, broker.port, mqtt={"username": "gw-01", "password_file": str(wrong)})
+        wait(lambda: refused.counters["connect_failures"] >= 2, what="refusals")
+        assert not refused.connected and outbox.depth == 10
+        refused.stop(1.0)
+        accepted = relays(outbox, broker.port, mqtt={"username": "gw-01", "password_file": str(right)})
+        wait(lambda: outbox.depth == 0, what="delivery with the right password")
+        assert accepted.connected
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(
+        "refused the connection: Not authorized — check mqtt.username and mqtt.password_file" in line
+        for line in lines
+    ), lines
+
+
+def test_tls_with_ca_and_client_certificate(outbox: Outbox, relays) -> None:
+    enqueue(outbox, 10)
+    with start_broker(tls=True) as broker:
+        settings = {
+            "tls": True,
+            "ca_file": str(broker.ca_file),
+            "cert_file": str(broker.client_cert),
+            "key_file": str(broker.client_key),
+        }
+        relay = relays(outbox, broker.port, mqtt=settings)
+        wait(lambda: outbox.depth == 0, what="delivery over TLS")
+        assert relay.connected and relay.counters["acked"] >= 10
+
+
 # -- the paho traps, against a scripted broker on a real socket (as paho's own tests do) -------------
 class ScriptedBroker:
     """A minimal MQTT 3.1.1 server that records every PUBLISH and can withhold PUBACKs."""
@@ -396,3 +442,18 @@ def test_paho_queues_a_publish_made_while_disconnected(scripted: ScriptedBroker)
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def test_a_new_relay_resends_what_an_old_one_left_unacknowledged(
+    scripted: ScriptedBroker, outbox: Outbox, relays
+) -> None:
+    scripted.ack = False
+    first = relays(outbox, scripted.port)
+    enqueue(outbox, 5)
+    wait(lambda: first.counters["published"] == 5, what="first relay to publish")
+    first.stop(0.2)
+    scripted.ack = True
+    relays(outbox, scripted.port)
+    wait(lambda: outbox.depth == 0, what="second relay to deliver")
+    seqs = [json.loads(p)["seq"] for t, p, _ in scripted.connections[-1] if t == TOPICS.fix("gps0")]
+    assert seqs == [1, 2, 3, 4, 5]
