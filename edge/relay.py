@@ -3,19 +3,24 @@
 What a technician sees in the log::
 
     connected to broker 10.0.0.2:1883 (1,234 messages waiting in the outbox)
-    lost connection to broker 10.0.0.2:1883 (Connection lost); 310 messages waiting; reconnecting
+    lost connection to broker 10.0.0.2:1883 (connection lost); 310 messages waiting; reconnecting
     broker unreachable at 10.0.0.2:1883 (Connection refused); 1,234 messages waiting in the outbox;
         retrying in 4.2 s
 
 Delivery guarantee: **at least once, in order, to the broker.** A message leaves the outbox only when
 the broker's PUBACK for it arrives. A message may reach the broker twice (its PUBACK was lost with the
 connection, or the agent died before the deletion was committed); it keeps its envelope ``id``, so
-receivers drop the copy. Duplicates are bounded by the in-flight window (``mqtt.window``).
+receivers drop the copy. Per outage, duplicates are bounded by the in-flight window (``mqtt.window``);
+after a crash, by that window plus the acknowledgements of the last ``outbox.commit_interval``.
 
 How (the traps this avoids):
 
 - paho is driven from the relay's own thread (``loop_read``/``loop_write``/``loop_misc`` around one
   ``select``) instead of ``loop_start``: no second thread woken per publish, no lock hand-offs.
+  Socket I/O is batched (one send and one recv per batch, see `_BatchingClient`), because under
+  load every GIL-releasing system call can cost the relay a 5 ms switch interval.
+- The window is refilled as PUBACKs arrive, not when it runs dry: waiting for a whole window of
+  PUBACKs stalls on Nagle's algorithm at the broker. TCP_NODELAY is set on our socket.
 - Nothing is published until the broker accepted the connection. paho's ``publish()`` while
   disconnected does not fail, it queues (``MQTT_ERR_NO_CONN``), and paho re-sends its own in-flight
   messages after a reconnect; with the outbox also re-sending, every message would go twice. So
@@ -312,7 +317,7 @@ class Relay:
         self._stopping = True
         self._wake()
         self._thread.join(timeout + self.connect_timeout + 5.0)
-        return not self._inflight and not self._resend
+        return self.outbox.depth <= 0
 
     def subscribe(self, topic_filter: str, handler: MessageHandler, qos: int = 1) -> None:
         """Call ``handler(topic, payload)`` on the relay thread for every message on `topic_filter`.
@@ -589,7 +594,13 @@ class Relay:
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self._link_lost = True
-        self._disconnect_reason = str(reason)
+        text = str(reason)
+        if getattr(flags, "is_disconnect_packet_from_server", False):
+            self._disconnect_reason = f"the broker closed it: {text}"
+        elif text == "Keep alive timeout":
+            self._disconnect_reason = "no answer from the broker within the keepalive time"
+        else:  # paho reports a dropped socket as "Unspecified error"
+            self._disconnect_reason = "connection lost"
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         row = self._inflight.pop(mid, None)
