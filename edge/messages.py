@@ -177,20 +177,10 @@ class Envelope:
         received: str | datetime,
         clock: ClockSource | str,
     ) -> bytes:
-        return _encode(
-            {
-                "v": SCHEMA_VERSION,
-                "unit": self.unit,
-                "id": self.ids.next(),
-                "source": source,
-                "seq": seq,
-                "type": type_,
-                "time": _stamp(time),
-                "received": _stamp(received),
-                "clock": str(clock),
-                "data": data,
-            }
-        ).encode()
+        envelope = build(
+            self.unit, self.ids.next(), source, seq, type_, data, time=time, received=received, clock=clock
+        )
+        return _encode(envelope).encode()
 
     def fix(self, source: str, seq: int, fix: Fix, *, received: str | datetime, clock: ClockSource) -> bytes:
         """A ``fix`` message; its ``time`` is the fix's own (GPS) time."""

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from edge.decoder import DROP_REASONS, FixDecoder
+from uncia.argtypes import positive_float, positive_int
 from uncia.cli import EXIT_FAILURE, EXIT_OK
 
 log = logging.getLogger("uncia.fixes")
@@ -44,7 +45,7 @@ def register(subparsers: Any) -> None:
         metavar="SOURCE",
         help="a recording (file), a serial device (/dev/ttyUSB0) or a pyserial URL (socket://host:port)",
     )
-    parser.add_argument("--baud", type=_positive_int, default=9600, help="serial baud rate (9600)")
+    parser.add_argument("--baud", type=positive_int, default=9600, help="serial baud rate (9600)")
     parser.add_argument(
         "--min-quality",
         metavar="Q",
@@ -52,9 +53,9 @@ def register(subparsers: Any) -> None:
         default=1,
         help="drop fixes whose GGA quality code is below Q (1 GPS, 2 DGPS, 4 RTK; default 1)",
     )
-    parser.add_argument("--max-hdop", metavar="H", type=_positive_float, help="drop fixes with HDOP above H")
-    parser.add_argument("--count", metavar="N", type=_positive_int, help="stop after N fixes")
-    parser.add_argument("--duration", metavar="S", type=_positive_float, help="stop after S seconds")
+    parser.add_argument("--max-hdop", metavar="H", type=positive_float, help="drop fixes with HDOP above H")
+    parser.add_argument("--count", metavar="N", type=positive_int, help="stop after N fixes")
+    parser.add_argument("--duration", metavar="S", type=positive_float, help="stop after S seconds")
     parser.set_defaults(func=run)
 
 
@@ -194,23 +195,3 @@ def _silence_stdout() -> None:
         pass
     finally:
         os.close(devnull)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be greater than 0")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} must be greater than 0")
-    return value

@@ -22,37 +22,10 @@ from typing import Any
 from simulators.gps import FaultPlan, make_simulator
 from simulators.nmea_out import PROFILES
 from simulators.pty_port import PtyPort
+from uncia.argtypes import lat_lon, positive_float, probability
 from uncia.cli import EXIT_OK, EXIT_USAGE
 
 log = logging.getLogger(__name__)
-
-
-def _probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a probability like 0.01") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a probability: use a value from 0 to 1")
-    return value
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} must be greater than 0")
-    return value
-
-
-def _lat_lon(text: str) -> tuple[float, float]:
-    try:
-        lat, lon = (float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected LAT,LON in degrees, e.g. 38.85,106.0") from None
-    return lat, lon
 
 
 def _add_gps(devices: Any) -> None:
@@ -63,20 +36,30 @@ def _add_gps(devices: Any) -> None:
         "Prints the serial path to open, then sends NMEA until Ctrl-C or --duration.",
     )
     parser.add_argument("--link", metavar="PATH", help="stable symlink to the pty, like /dev/gps0")
-    parser.add_argument("--rate", metavar="HZ", type=_positive, default=1.0, help="epochs per second (1)")
+    parser.add_argument(
+        "--rate", metavar="HZ", type=positive_float, default=1.0, help="epochs per second (1)"
+    )
     parser.add_argument("--profile", choices=sorted(PROFILES), default="gn-multi", help="receiver (gn-multi)")
     parser.add_argument("--seed", type=int, help="same seed, same track and faults")
-    parser.add_argument("--duration", metavar="S", type=_positive, help="stop after S seconds")
-    parser.add_argument("--start", metavar="LAT,LON", type=_lat_lon, help="where the animal starts")
+    parser.add_argument("--duration", metavar="S", type=positive_float, help="stop after S seconds")
+    parser.add_argument("--start", metavar="LAT,LON", type=lat_lon, help="where the animal starts")
     faults = parser.add_argument_group("faults (rates are per-sentence probabilities)")
-    faults.add_argument("--noise", metavar="P", type=_probability, default=0.0, help="binary noise bursts")
-    faults.add_argument("--bad-checksum", metavar="P", type=_probability, default=0.0, help="wrong *HH")
-    faults.add_argument("--truncate", metavar="P", type=_probability, default=0.0, help="lines cut short")
-    faults.add_argument("--lost-crlf", metavar="P", type=_probability, default=0.0, help="missing line ends")
-    faults.add_argument("--no-fix-every", metavar="S", type=_positive, help="lose the fix every S seconds")
-    faults.add_argument("--no-fix-for", metavar="S", type=_positive, default=10.0, help="for S seconds (10)")
-    faults.add_argument("--vanish-every", metavar="S", type=_positive, help="unplug the device every S s")
-    faults.add_argument("--vanish-for", metavar="S", type=_positive, default=5.0, help="for S seconds (5)")
+    faults.add_argument("--noise", metavar="P", type=probability, default=0.0, help="binary noise bursts")
+    faults.add_argument("--bad-checksum", metavar="P", type=probability, default=0.0, help="wrong *HH")
+    faults.add_argument("--truncate", metavar="P", type=probability, default=0.0, help="lines cut short")
+    faults.add_argument("--lost-crlf", metavar="P", type=probability, default=0.0, help="missing line ends")
+    faults.add_argument(
+        "--no-fix-every", metavar="S", type=positive_float, help="lose the fix every S seconds"
+    )
+    faults.add_argument(
+        "--no-fix-for", metavar="S", type=positive_float, default=10.0, help="for S seconds (10)"
+    )
+    faults.add_argument(
+        "--vanish-every", metavar="S", type=positive_float, help="unplug the device every S s"
+    )
+    faults.add_argument(
+        "--vanish-for", metavar="S", type=positive_float, default=5.0, help="for S seconds (5)"
+    )
     parser.set_defaults(device_run=run_gps)
 
 
