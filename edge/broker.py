@@ -116,6 +116,9 @@ class Broker:
                 f"allow_anonymous {'false' if self.users else 'true'}",
                 f"persistence {'true' if self.persistence else 'false'}",
                 f"persistence_location {self.data_dir}/",
+                # Save sessions every second, so even a killed broker comes back knowing its
+                # subscribers (the default saves only on a clean shutdown).
+                "autosave_interval 1",
                 "log_dest stderr",
                 "log_type error",
                 "log_type warning",

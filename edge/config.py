@@ -93,6 +93,46 @@ class SerialSettings:
 
 
 @dataclass(frozen=True)
+class LoraSettings:
+    """One LoRa modem: its serial port, its AT dialect (`family`) and the radio link it listens on."""
+
+    name: str
+    port: str
+    family: str  # "rylr" (Reyax RYLR896/RYLR998) or "rak3172" (RAKwireless RAK3172, P2P mode)
+    baudrate: int = 115200
+    band: str = "CN470"
+    frequency_hz: int = 470_300_000
+    spreading_factor: int = 10
+    bandwidth_khz: int = 125
+    coding_rate: int = 1
+    preamble: int = 8
+    tx_power_dbm: int = 17
+    network_id: int = 18
+    address: int = 1
+    health_interval: float = 60.0  # seconds between "are you still there" checks
+    duty_cycle_percent: float = 1.0  # regional limit for this unit's own transmissions
+
+    def radio(self) -> Any:
+        """The `edge.lora.modem.RadioSettings` for the driver (validated when the config is read)."""
+        from edge.lora.modem import RadioSettings
+
+        return RadioSettings(
+            band=self.band,
+            frequency_hz=self.frequency_hz,
+            spreading_factor=self.spreading_factor,
+            bandwidth_khz=self.bandwidth_khz,
+            coding_rate=self.coding_rate,
+            preamble=self.preamble,
+            tx_power_dbm=self.tx_power_dbm,
+            network_id=self.network_id,
+            address=self.address,
+        )
+
+
+LORA_FAMILIES = ("rylr", "rak3172")
+
+
+@dataclass(frozen=True)
 class FixGate:
     """Which fixes are worth relaying: minimum GGA quality (1 = GPS) and maximum HDOP."""
 
@@ -111,6 +151,7 @@ class UnitConfig:
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     outbox: OutboxSettings = field(default_factory=OutboxSettings)
     serial: tuple[SerialSettings, ...] = ()
+    lora: tuple[LoraSettings, ...] = ()
     fixes: FixGate = field(default_factory=FixGate)
     health: HealthSettings = field(default_factory=HealthSettings)
 
@@ -166,7 +207,7 @@ def _positive(key: str, value: float, source: str | None, *, allow_zero: bool = 
 
 def parse_config(data: Mapping[str, Any], source: str | None = None) -> UnitConfig:
     """Validate an already-loaded TOML document; raise `ConfigError` on the first problem."""
-    allowed = {"unit", "mqtt", "outbox", "serial", "fixes", "health"}
+    allowed = {"unit", "mqtt", "outbox", "serial", "lora", "fixes", "health"}
     for key in data:
         if key not in allowed:
             raise ConfigError(key, data[key], f"one of the sections {', '.join(sorted(allowed))}", source)
@@ -226,6 +267,8 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> UnitConf
             raise ConfigError(f"serial[{index}].name", item.name, "a name used only once", source)
         serial.append(item)
 
+    lora = _lora_sections(data.get("lora", []), {s.name for s in serial}, source)
+
     fixes = _section(data.get("fixes", {}), "fixes", FixGate, source)
     if not 0 <= fixes.min_quality <= 8:
         raise ConfigError("fixes.min_quality", fixes.min_quality, "a GGA quality 0-8", source)
@@ -234,7 +277,38 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> UnitConf
 
     health = _section(data.get("health", {}), "health", HealthSettings, source)
     _positive("health.interval", health.interval, source)
-    return UnitConfig(unit, mqtt, outbox, tuple(serial), fixes, health)
+    return UnitConfig(unit, mqtt, outbox, tuple(serial), lora, fixes, health)
+
+
+def _lora_sections(raw: Any, taken: set[str], source: str | None) -> tuple[LoraSettings, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError("lora", raw, "a list of [[lora]] tables", source)
+    out: list[LoraSettings] = []
+    for index, entry in enumerate(raw):
+        key = f"lora[{index}]"
+        item = _section(entry, key, LoraSettings, source)
+        if not _NAME.match(item.name):
+            raise ConfigError(f"{key}.name", item.name, "lowercase letters, digits, '-' or '_'", source)
+        if item.name in taken or any(o.name == item.name for o in out):
+            raise ConfigError(f"{key}.name", item.name, "a name no other source uses", source)
+        if item.family not in LORA_FAMILIES:
+            raise ConfigError(f"{key}.family", item.family, " or ".join(map(repr, LORA_FAMILIES)), source)
+        if item.baudrate not in _BAUDRATES:
+            raise ConfigError(f"{key}.baudrate", item.baudrate, "a standard rate such as 115200", source)
+        _positive(f"{key}.health_interval", item.health_interval, source)
+        if not 0 < item.duty_cycle_percent <= 100:
+            raise ConfigError(
+                f"{key}.duty_cycle_percent", item.duty_cycle_percent, "a percentage above 0", source
+            )
+        try:
+            item.radio()
+        except ValueError as exc:  # RadioSettingError: names the radio field and what it must be
+            name = getattr(exc, "field", "band")
+            raise ConfigError(
+                f"{key}.{name}", getattr(item, name), getattr(exc, "expected", str(exc)), source
+            ) from exc
+        out.append(item)
+    return tuple(out)
 
 
 def load_config(path: str | Path) -> UnitConfig:

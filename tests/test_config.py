@@ -59,7 +59,7 @@ def test_defaults_fill_what_is_left_out():
         ({**MINIMAL, "fixes": {"min_quality": 9}}, "fixes.min_quality", "0-8"),
         ({**MINIMAL, "fixes": {"max_hdop": -1}}, "fixes.max_hdop", "greater than 0"),
         ({**MINIMAL, "outbox": {"max_messages": 10}}, "outbox.max_messages", "at least"),
-        ({**MINIMAL, "lora": {}}, "lora", "sections"),
+        ({**MINIMAL, "camera": {}}, "camera", "sections"),
     ],
 )
 def test_mistakes_are_named(data, key, says):
@@ -93,3 +93,30 @@ def test_password_comes_from_its_file(tmp_path):
 def test_any_junk_is_a_config_error_not_a_crash(junk):
     with contextlib.suppress(ConfigError):
         parse_config({"unit": junk})
+
+
+LORA = {"name": "lora0", "port": "/dev/uncia-lora0", "family": "rylr"}
+
+
+def test_lora_defaults_to_cn470():
+    radio = parse_config({**MINIMAL, "lora": [LORA]}).lora[0].radio()
+    assert radio.band == "CN470" and 470_000_000 <= radio.frequency_hz <= 510_000_000
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "says"),
+    [
+        ({"family": "sx1276"}, "lora[0].family", "'rylr' or 'rak3172'"),
+        ({"spreading_factor": 13}, "lora[0].spreading_factor", "7 to 12"),
+        ({"frequency_hz": 868_100_000}, "lora[0].frequency_hz", "CN470, 470-510 MHz"),
+        ({"bandwidth_khz": 62}, "lora[0].bandwidth_khz", "125, 250 or 500"),
+        ({"band": "XX868"}, "lora[0].band", "one of CN470"),
+        ({"name": "gps0"}, "lora[0].name", "no other source"),
+        ({"duty_cycle_percent": 0}, "lora[0].duty_cycle_percent", "above 0"),
+    ],
+)
+def test_lora_mistakes_are_named(change, key, says):
+    data = {**MINIMAL, "serial": [{"name": "gps0", "port": "/dev/x"}], "lora": [{**LORA, **change}]}
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert info.value.key == key and says in str(info.value)

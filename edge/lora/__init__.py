@@ -1,0 +1,1 @@
+"""LoRa: AT-command modem drivers, the compact collar payload, airtime and duty-cycle accounting."""
