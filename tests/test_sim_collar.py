@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import math
 import random
+import re
+import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import pynmea2
 import pytest
+import serial
 
 from edge.lora.airtime import time_on_air
 from edge.lora.modem import RadioSettings
 from edge.lora.payload import decode, encode_batch, encode_fix
 from simulators.collar import Battery, Collar, CollarFleet
 from simulators.lora_air import Air, ChannelModel, Outcome, Position
+from simulators.lora_reyax import RylrEmulator
 from simulators.nmea_out import LATLON_PRECISION_DEG
 from simulators.track import Track
 
@@ -23,6 +27,7 @@ HOME = (38.85, 106.0)
 STATION: Position = (38.86, 106.01, 2600.0)  # ~1.4 km from home: every packet that does not collide arrives
 RADIO = RadioSettings()
 HOUR = 3600.0
+WAIT_S = 10.0  # generous limit for anything that crosses a pty; never an assertion on speed
 
 
 @dataclass
@@ -219,3 +224,76 @@ def test_impossible_settings_are_refused_in_words(options: dict[str, object], wo
 def test_collar_names_are_unique_on_one_air() -> None:
     with pytest.raises(ValueError, match="unique"):
         CollarFleet(Air(random.Random(1)), [make_collar(1), make_collar(1)])
+
+
+# --- with a real emulated modem on a pty ----------------------------------------------------------------
+
+
+def _expect(host: serial.Serial, line: bytes) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        if host.read_until(b"\r\n").rstrip(b"\r\n") == line:
+            return
+    raise AssertionError(f"the modem never said {line!r}")
+
+
+_RCV = re.compile(rb"\+RCV=(\d+),(\d+),")
+_RCV_TAIL = re.compile(rb",(-?\d+),(-?\d+)\r\n")
+
+
+def _read_rcv(host: serial.Serial, count: int) -> list[tuple[int, bytes, int, int]]:
+    """`count` ``+RCV=<addr>,<len>,<data>,<rssi>,<snr>`` lines, cut by length: the data is raw binary
+    and may itself hold CR, LF or commas."""
+    out: list[tuple[int, bytes, int, int]] = []
+    buf = b""
+    deadline = time.monotonic() + WAIT_S
+    while len(out) < count and time.monotonic() < deadline:
+        buf += host.read(max(1, host.in_waiting))
+        while (head := _RCV.match(buf)) is not None:
+            end = head.end() + int(head.group(2))
+            tail = _RCV_TAIL.match(buf, end)
+            if tail is None:
+                break
+            out.append((int(head.group(1)), buf[head.end() : end], int(tail.group(1)), int(tail.group(2))))
+            buf = buf[tail.end() :]
+    assert buf == b"", f"unexpected bytes from the modem: {buf!r}"
+    return out
+
+
+def test_collar_packets_reach_a_reyax_modem_on_its_pty() -> None:
+    # Second-generation REYAX parts allow SF5-SF9 at 125 kHz.
+    radio = RadioSettings(frequency_hz=470_300_000, spreading_factor=9, preamble=12)
+    tuned = [make_collar(i, radio=replace(radio, address=i), no_fix_prob=0.0) for i in (1, 2, 3)]
+    off_channel = make_collar(4, radio=replace(radio, spreading_factor=7, address=4), no_fix_prob=0.0)
+    nmea = make_collar(5, radio=replace(radio, address=5), payload_format="nmea", no_fix_prob=0.0)
+    with RylrEmulator(rng=random.Random(1)) as modem, serial.Serial(modem.path, 115200, timeout=0.2) as host:
+        _expect(host, b"+READY")
+        for command in (b"AT+BAND=470300000", b"AT+PARAMETER=9,7,1,12"):
+            host.write(command + b"\r\n")
+            _expect(host, b"+OK")
+        air = Air(random.Random(2))
+        air.add_receiver("station", modem, STATION)
+        CollarFleet(air, [*tuned, off_channel, nmea]).run_until(2 * HOUR + 60)
+        delivered = sorted(
+            (tx for tx in air.log if tx.receptions["station"].outcome is Outcome.DELIVERED),
+            key=lambda tx: (tx.end, tx.seq),
+        )
+        assert len(delivered) >= 25  # 1.4 km away: a collision or two at most
+        lines = _read_rcv(host, len(delivered))
+
+    assert lines == [
+        (tx.sender_address, tx.payload, tx.receptions["station"].rssi, round(tx.receptions["station"].snr))
+        for tx in delivered
+    ]
+    assert {r.outcome for p in off_channel.sent for r in p.transmission.receptions.values()} == {
+        Outcome.NOT_LISTENING
+    }
+    truth = {(f.collar_id, f.time): f for c in tuned for f in c.fixes}
+    for address, payload, _, _ in lines:
+        if address == 5:
+            assert pynmea2.parse(payload.decode("ascii"), check=True).sentence_type == "GGA"
+            continue
+        (fix,) = decode(payload)
+        sent = truth[(fix.collar_id, fix.time)]
+        assert fix.collar_id == address
+        assert abs(fix.lat - sent.lat) < 1e-5 and abs(fix.lon - sent.lon) < 1e-5
