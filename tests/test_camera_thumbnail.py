@@ -7,7 +7,7 @@ import random
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -44,6 +44,10 @@ def opened(data: bytes) -> Image.Image:
     max_bytes=st.integers(MIN_BYTES, 40_000),
     max_side=st.integers(16, 640),
 )
+# The worst cases, always tried: large pure noise against the smallest and the default budgets.
+@example(kind="noise", mode="RGB", size=(900, 700), seed=1, fmt="PNG", max_bytes=MIN_BYTES, max_side=640)
+@example(kind="noise", mode="RGB", size=(640, 640), seed=2, fmt="PNG", max_bytes=20_000, max_side=640)
+@example(kind="noise", mode="L", size=(640, 480), seed=3, fmt="JPEG", max_bytes=20_000, max_side=320)
 def test_never_over_the_byte_limit_or_the_side_limit(
     kind: str, mode: str, size: tuple[int, int], seed: int, fmt: str, max_bytes: int, max_side: int
 ) -> None:
