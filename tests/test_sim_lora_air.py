@@ -6,10 +6,12 @@ import itertools
 import math
 import random
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from statistics import NormalDist
 
 import pytest
+import serial
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +27,7 @@ from simulators.lora_air import (
     distance_m,
     pace,
 )
+from simulators.lora_rak3172 import Rak3172Emulator
 
 SITE: Position = (38.85, 106.0, 2500.0)
 RADIO = RadioSettings()  # CN470 470.3 MHz, SF10, 125 kHz
@@ -389,3 +392,61 @@ def test_pace_stops_when_asked() -> None:
     assert (reached, steps) == (20.0, [10.0, 20.0])
     with pytest.raises(ValueError, match="speedup"):
         pace(advance, lambda: None, start=0.0, until=1.0, speedup=0)
+
+
+# --- with a real emulated modem on a pty ----------------------------------------------------------------
+
+WAIT_S = 10.0  # generous limit for anything that crosses a pty; never an assertion on speed
+
+
+def _lines_until(host: serial.Serial, last: bytes) -> list[bytes]:
+    lines: list[bytes] = []
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        line = host.read_until(b"\r\n")
+        if line:
+            lines.append(line.rstrip(b"\r\n"))
+            if lines[-1] == last:
+                return lines
+    raise AssertionError(f"the modem never said {last!r}; it said {lines!r}")
+
+
+def test_a_rak3172_hears_the_air_only_once_receiving() -> None:
+    radio = RadioSettings(frequency_hz=470_300_000, spreading_factor=10)
+    with (
+        Rak3172Emulator(rng=random.Random(1), work_mode=0) as modem,
+        serial.Serial(modem.path, 115200, timeout=0.2) as host,
+    ):
+        _lines_until(host, b"Current Work Mode: LoRa P2P.")
+        host.write(b"AT+P2P=470300000:10:125:0:8:14\r\n")
+        _lines_until(host, b"OK")
+        air = Air(random.Random(2), model=CALM)
+        air.add_receiver("camera-1", modem, SITE)
+        air.transmit("collar-1", east_of(SITE, 2000), b"\x91deaf", radio, at=0.0)
+        air.advance_to(1.0)
+        host.write(b"AT+PRECV=65534\r\n")
+        _lines_until(host, b"OK")
+        payloads = [b"\x92fix\r\n", b"\x93\x00\xff"]
+        for i, payload in enumerate(payloads):
+            air.transmit("collar-1", east_of(SITE, 2000), payload, radio, at=2.0 + i)
+        air.transmit("collar-2", east_of(SITE, 2000), b"\x94", replace(radio, spreading_factor=9), at=5.0)
+        air.flush()
+        events = [_lines_until(host, f"+EVT:RXP2P:{r}".encode())[-1] for r in _expected(air, payloads)]
+
+    assert [outcome(air, i, "camera-1") for i in range(4)] == [
+        Outcome.NOT_LISTENING,
+        Outcome.DELIVERED,
+        Outcome.DELIVERED,
+        Outcome.NOT_LISTENING,
+    ]
+    assert [bytes.fromhex(e.rsplit(b":", 1)[1].decode()) for e in events] == payloads
+
+
+def _expected(air: Air, payloads: list[bytes]) -> list[str]:
+    """The ``<rssi>:<snr>:<HEX>`` the modem should print for each payload, from the air's log."""
+    out = []
+    for payload in payloads:
+        tx = next(tx for tx in air.log if tx.payload == payload)
+        reception = tx.receptions["camera-1"]
+        out.append(f"{reception.rssi}:{round(reception.snr)}:{payload.hex().upper()}")
+    return out
