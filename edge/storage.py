@@ -453,3 +453,9 @@ class ImageStore:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+
+    def __enter__(self) -> ImageStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -62,6 +62,9 @@ class PirSensor:
     ``on_motion`` is called when the sensor's output goes active (a trigger), ``on_still`` when it
     goes inactive again. ``clock`` (monotonic seconds) times the bounce hold-off; ``wall_clock``
     stamps ``last_trigger_at``. Pass ``pin_factory=MockFactory()`` to run without a Pi.
+
+    A sensor already active when this object is made (still settling after power-up, or an animal
+    in front of it) is not a trigger: triggers are rising edges seen from then on.
     """
 
     def __init__(
