@@ -156,6 +156,26 @@ def test_batches_cost_fewer_bytes_per_fix_on_a_real_track() -> None:
     assert max(len(encode_batch(fixes[i : i + 8])) for i in range(0, 64, 8)) <= 51  # CN470 SF12 limit
 
 
+def test_batch_worked_example_and_worst_case_length() -> None:
+    three = [
+        EXAMPLE,
+        CollarFix(17, T0 + timedelta(seconds=903), 38.91301, 105.98702, 1, 2, 80),
+        CollarFix(17, T0 + timedelta(seconds=1799), 38.91322, 105.98571, 1, 3, 79),
+    ]
+    payload = encode_batch(three)
+    assert payload.hex(" ") == "a2 04 45 74 cd 40 0c 2d fe cb 42 c5 a1 21 0e 1d 08 7d 38 01 54 16 64 24"
+    # Every difference as large as it can be: the longest batch v1 can be (docs/lora-payload.md).
+    lo, hi = HELAN.lat - WINDOW_DEG, HELAN.lat + WINDOW_DEG
+    west, east = HELAN.lon - WINDOW_DEG, HELAN.lon + WINDOW_DEG
+    extremes = [
+        CollarFix(5, EPOCH, lo, west, 1, 0, 0) if i % 2 else CollarFix(5, TIME_MAX, hi, east, 8, 6, 100)
+        for i in range(MAX_BATCH)
+    ]
+    worst = encode_batch(extremes)
+    assert len(worst) == 167
+    assert decode(worst) == [decode(encode_fix(f))[0] for f in extremes]
+
+
 # --- corruption ----------------------------------------------------------------------------------
 
 
@@ -181,7 +201,7 @@ def test_crc8_distance_four_by_syndromes() -> None:
 
 
 def test_every_one_and_two_bit_error_in_a_batch_is_caught() -> None:
-    """CRC-16/XMODEM has Hamming distance 4 up to 32751 bits; batches are at most 240 bytes."""
+    """CRC-16/XMODEM has Hamming distance 4 up to 32751 bits; batches are at most 167 bytes."""
     payload = encode_batch(track_fixes(8))
     n = len(payload) * 8
     for k in (1, 2):

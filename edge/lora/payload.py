@@ -35,7 +35,7 @@ SINGLE_LEN = 12
 MAX_BATCH = 16  # the count travels in a nibble
 
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
-TIME_BITS = 30  # whole seconds since EPOCH: good until 2058-01-08
+TIME_BITS = 30  # whole seconds since EPOCH: good until 2058-01-09
 TIME_MAX = EPOCH + timedelta(seconds=2**TIME_BITS - 1)
 STEP_DEG = 1e-5  # 1.11 m north-south; 0.86 m east-west at 39°N
 OFFSET_BITS = 17  # signed offsets from the site centre, in STEP_DEG
