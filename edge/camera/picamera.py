@@ -118,19 +118,23 @@ class Picamera2Camera(CameraBackend):
             raise CameraUnavailable(f"no camera {camera_num} could be opened ({exc}): {_CABLE_HINT}") from exc
         period_us = round(1_000_000 / fps)
         self._period_ns = period_us * 1000
-        options: dict[str, Any] = {}
-        if rotate_180:
-            from libcamera import Transform
+        try:
+            options: dict[str, Any] = {}
+            if rotate_180:
+                from libcamera import Transform
 
-            options["transform"] = Transform(hflip=1, vflip=1)
-        self._config = self._cam.create_video_configuration(
-            main={"size": main, "format": "BGR888"},
-            lores={"size": lores, "format": "YUV420"},
-            controls={"FrameDurationLimits": (period_us, period_us)},
-            display=None,
-            encode=None,
-            **options,
-        )
+                options["transform"] = Transform(hflip=1, vflip=1)
+            self._config = self._cam.create_video_configuration(
+                main={"size": main, "format": "BGR888"},
+                lores={"size": lores, "format": "YUV420"},
+                controls={"FrameDurationLimits": (period_us, period_us)},
+                display=None,
+                encode=None,
+                **options,
+            )
+        except (RuntimeError, ValueError) as exc:
+            self._cam.close()  # or the device stays held until this process exits
+            raise CameraError(f"camera settings not accepted (main {main}, lores {lores}): {exc}") from exc
 
     @property
     def resolution(self) -> Size:

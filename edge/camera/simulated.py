@@ -27,7 +27,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
@@ -115,7 +115,10 @@ class SimulatedCamera(CameraBackend):
             if self._closed:
                 raise CameraNotStarted("the simulated camera was closed; make a new one")
             if self._t0 is None:
-                self._t0 = self._clock()
+                t0 = self._clock()
+                if t0.utcoffset() is None:
+                    raise ValueError(f"the clock gave {t0!r} without a timezone: frame times must be UTC")
+                self._t0 = t0.astimezone(UTC)
 
     def close(self) -> None:
         with self._lock:
