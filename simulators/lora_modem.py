@@ -122,6 +122,7 @@ class EmulatedModem:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._stop = threading.Event()
+        self._ready = threading.Event()
         self._thread: threading.Thread | None = None
         self._tty_fd = -1
         self._factory_state()
@@ -197,6 +198,10 @@ class EmulatedModem:
         self._thread.start()
         with self._lock:
             self._reboot(count=False)
+
+    def wait_ready(self, timeout: float) -> bool:
+        """True once the boot banner has gone out (after `start` or a reset) and commands are taken."""
+        return self._ready.wait(timeout)
 
     def stop(self) -> None:
         self._stop.set()
@@ -309,6 +314,7 @@ class EmulatedModem:
 
     def _reboot(self, count: bool = True) -> None:
         self._booting = True
+        self._ready.clear()
         self._schedule.clear()
         self._last_due = 0.0
         self._inbuf.clear()
@@ -319,6 +325,7 @@ class EmulatedModem:
         def ready() -> None:
             self._booting = False
             self._write(self._boot_banner())
+            self._ready.set()
 
         self._at(self.boot_time, ready)
 

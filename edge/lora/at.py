@@ -116,14 +116,21 @@ class LineFramer:
         self._stale_after = stale_after
         self._waiting_since: float | None = None
         self._unframed = False  # the frame at the head gave up on its length: cut it at CR/LF
+        self._partial_since: float | None = None
 
     def feed(self, data: bytes, now: float = 0.0) -> list[bytes]:
         self._buf += data
         return self._drain(now)
 
     def expire(self, now: float) -> list[bytes]:
-        """Called when no bytes came for a while: lets an incomplete frame go stale."""
-        return self._drain(now)
+        """Called when no bytes came for a while: an incomplete frame goes stale, and a partial line
+        left waiting that long is emitted as it is (a modem ends its lines at once: it is noise)."""
+        out = self._drain(now)
+        if self._buf and self._partial_since is not None and now - self._partial_since >= self._stale_after:
+            out.append(bytes(self._buf))
+            self._buf.clear()
+            self._consumed_head()
+        return out
 
     @property
     def pending(self) -> int:
@@ -171,6 +178,10 @@ class LineFramer:
             self._consumed_head()
             if line:
                 out.append(line)
+        if not buf:
+            self._partial_since = None
+        elif self._partial_since is None:
+            self._partial_since = now
         return out
 
     def _consumed_head(self) -> None:
@@ -360,11 +371,12 @@ class AtChannel:
 
     def _timeout_message(self, command: str, wait: float, pending: _Pending) -> str:
         head = f"{self.label}: no answer to {command} within {wait:.1f} s"
-        if pending.noise:
-            sample = bytes(pending.noise[:16])
+        unfinished = self._framer.pending  # bytes still waiting for a line end: noise too
+        if pending.noise or unfinished:
+            sample = repr(bytes(pending.noise[:16])) if pending.noise else "an unfinished line"
             return (
-                f"{head}; {len(pending.noise)} bytes of noise came back instead ({sample!r}) — wrong baud rate "
-                f"(the port is set to {self.baudrate}) or a bad cable?"
+                f"{head}; {len(pending.noise) + unfinished} bytes of noise came back instead ({sample}) — wrong "
+                f"baud rate (the port is set to {self.baudrate}) or a bad cable?"
             )
         if pending.lines:
             return f"{head}; the answer stopped after {pending.lines[-1]!r} — modem hung mid-answer?"
