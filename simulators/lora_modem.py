@@ -219,6 +219,26 @@ class EmulatedModem:
                 os.close(fd)
         self._wake_r = self._wake_w = -1
 
+    def run(self, *, duration: float | None = None, test_packet_every: float | None = None) -> int:
+        """Block until `stop` (or Ctrl-C, or `duration` s); every `test_packet_every` s deliver a
+        test packet on whatever radio the host configured (for bench checks of a whole unit).
+        Returns how many test packets were forwarded."""
+        start = time.monotonic()
+        forwarded = sent = 0
+        while not self._stop.is_set():
+            left = None if duration is None else duration - (time.monotonic() - start)
+            if left is not None and left <= 0:
+                break
+            wait = min(x for x in (left, test_packet_every, 3600.0) if x is not None)
+            if self._stop.wait(wait) or test_packet_every is None:
+                continue
+            radio = self.radio
+            if radio is not None:
+                sent += 1
+                packet = f"uncia test packet {sent}".encode()
+                forwarded += self.deliver(packet, rssi=-80, snr=7.0, sender=0xFFFF, radio=radio)
+        return forwarded
+
     def __enter__(self) -> EmulatedModem:
         self.start()
         return self

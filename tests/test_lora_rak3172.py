@@ -238,3 +238,35 @@ def test_receive_window_timeout_is_reported(configured) -> None:
     modem.channel.command("AT+PRECV=20")
     assert modem.receive(1.0) is None
     assert modem.receive_errors["+EVT:RXP2P RECEIVE TIMEOUT"] == 1
+
+
+def test_uncia_sim_lora_serves_a_driver_on_a_stable_link(tmp_path, capsys) -> None:
+    import threading
+    import time
+
+    from uncia.cli import main
+
+    link = tmp_path / "uncia-lora0"
+    args = ["sim", "lora", "--family", "rak3172", "--link", str(link), "--duration", "2.5"]
+    result: list[int] = []
+    runner = threading.Thread(target=lambda: result.append(main([*args, "--test-packet-every", "0.2"])))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 3.0
+        while not link.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        modem = Rak3172Modem(str(link), name="lora0", timeout=0.5, boot_timeout=2.0)
+        try:
+            modem.channel.wait_boot(0, 2.0)
+            modem.configure(CN470)
+            packet = modem.receive(2.0)
+        finally:
+            modem.close()
+    finally:
+        runner.join(10.0)
+    assert result == [0]
+    assert packet is not None and packet.payload.startswith(b"uncia test packet ")
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    assert line.startswith(f"LoRa modem RAK3172 (low band) on {link} -> /dev/pts/")
+    assert line.endswith(", 115200 baud; Ctrl-C to stop")
+    assert not link.exists()

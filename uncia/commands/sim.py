@@ -63,7 +63,66 @@ def _add_gps(devices: Any) -> None:
     parser.set_defaults(device_run=run_gps)
 
 
-DEVICES: tuple[Callable[[Any], None], ...] = (_add_gps,)
+def _add_lora(devices: Any) -> None:
+    parser = devices.add_parser(
+        "lora",
+        help="a LoRa modem (REYAX RYLR or RAK3172) answering AT commands on a pseudo-terminal",
+        description="Emulate a LoRa modem for the gateway's driver: the family's AT command set, error "
+        "codes, timing and boot banner. Prints the serial path to open; runs until Ctrl-C or --duration.",
+    )
+    parser.add_argument("--family", choices=("rylr", "rak3172"), required=True, help="AT dialect")
+    parser.add_argument("--link", metavar="PATH", help="stable symlink to the pty, like /dev/uncia-lora0")
+    parser.add_argument(
+        "--model", choices=("RYLR998", "RYLR498", "RYLR896", "RYLR406"), default="RYLR498", help="rylr part"
+    )
+    parser.add_argument("--variant", choices=("low", "high"), default="low", help="rak3172 band variant")
+    parser.add_argument("--duration", metavar="S", type=positive_float, help="stop after S seconds")
+    parser.add_argument(
+        "--test-packet-every",
+        metavar="S",
+        type=positive_float,
+        help="every S s, a test packet on the radio the host configured",
+    )
+
+    def run_lora(args: argparse.Namespace) -> int:
+        from simulators.lora_modem import EmulatedModem
+
+        if args.link is not None:
+            link = Path(args.link)
+            if os.path.lexists(link) and not link.is_symlink():
+                return _usage_error(f"{link} exists and is not a symlink; choose another --link")
+            if not link.parent.is_dir():
+                return _usage_error(f"directory {link.parent} does not exist (for --link {link})")
+        port = PtyPort(link=args.link)
+        emulator: EmulatedModem
+        if args.family == "rylr":
+            from simulators.lora_reyax import RylrEmulator
+
+            emulator, what = RylrEmulator(port, model=args.model), args.model
+        else:
+            from simulators.lora_rak3172 import Rak3172Emulator
+
+            emulator, what = Rak3172Emulator(port, variant=args.variant), f"RAK3172 ({args.variant} band)"
+        where = f"{port.link} -> {port.slave_name}" if port.link is not None else port.slave_name
+        print(f"LoRa modem {what} on {where}, 115200 baud; Ctrl-C to stop", flush=True)
+        emulator.start()
+        forwarded = 0
+        try:
+            with _sigterm_as_interrupt():
+                forwarded = emulator.run(duration=args.duration, test_packet_every=args.test_packet_every)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            emulator.stop()
+            port.close()
+        counts = ", ".join(f"{n} {kind}" for kind, n in sorted(emulator.counters.items())) or "nothing"
+        log.info("LoRa modem stopped: %s; %d test packets forwarded", counts, forwarded)
+        return EXIT_OK
+
+    parser.set_defaults(device_run=run_lora)
+
+
+DEVICES: tuple[Callable[[Any], None], ...] = (_add_gps, _add_lora)
 
 
 def register(subparsers: Any) -> None:
