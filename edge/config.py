@@ -102,7 +102,7 @@ class LoraSettings:
     baudrate: int = 115200
     band: str = "CN470"
     frequency_hz: int = 470_300_000
-    spreading_factor: int = 10
+    spreading_factor: int = 9  # the highest REYAX's 470 MHz RYLR498 takes at 125 kHz
     bandwidth_khz: int = 125
     coding_rate: int = 1
     preamble: int = 8

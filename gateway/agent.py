@@ -22,6 +22,7 @@ from edge.outbox import Outbox
 from edge.relay import Relay
 from edge.serial_source import SerialSource
 from edge.topics import Topics
+from gateway.lora_ingest import LoraWorker, RadioFix, RawPacket
 
 FixListener = Callable[[str, Fix], None]
 
@@ -128,6 +129,16 @@ class Gateway:
             )
             for settings in config.serial
         ]
+        self.lora_workers = [
+            LoraWorker(
+                settings,
+                self._accept_radio_fix,
+                self._accept_raw,
+                self._stop,
+                log=self.log.getChild(settings.name),
+            )
+            for settings in config.lora
+        ]
 
     def _date_hint(self) -> date | None:
         """Today's date for receivers that send time without date — only from a synchronised clock."""
@@ -147,13 +158,43 @@ class Gateway:
         if self.on_fix is not None:
             self.on_fix(source, fix)
 
+    def _accept_radio_fix(self, heard: RadioFix) -> None:
+        """A collar fix from a LoRa modem: the collar is the entity, the radio details travel along."""
+        received = self.clock()
+        clock = self._clock_state
+        envelope = self.envelope
+        data = heard.fix.to_dict()
+        data.update(heard.extra())
+
+        def payload(seq: int) -> bytes:
+            return envelope.encode(
+                heard.collar, seq, "fix", data, time=data["time"], received=received, clock=clock
+            )
+
+        self.outbox.enqueue(heard.collar, self.topics.fix(heard.collar), payload)
+        if self.on_fix is not None:
+            self.on_fix(heard.collar, heard.fix)
+
+    def _accept_raw(self, raw: RawPacket) -> None:
+        """A packet that did not decode: relayed as heard, with the reason, never dropped."""
+        received = self.clock()
+        clock = self._clock_state
+        envelope = self.envelope
+        data = raw.data()
+
+        def payload(seq: int) -> bytes:
+            return envelope.encode(raw.modem, seq, "raw", data, time=received, received=received, clock=clock)
+
+        self.outbox.enqueue(raw.modem, self.topics.raw(raw.modem), payload)
+
     def start(self) -> None:
         unit = self.config.unit
         self.log.info(
-            "gateway %s/%s starting: %d serial source(s), outbox %s, broker %s:%d",
+            "gateway %s/%s starting: %d serial source(s), %d LoRa modem(s), outbox %s, broker %s:%d",
             unit.site,
             unit.id,
             len(self.workers),
+            len(self.lora_workers),
             self.config.outbox.path,
             self.config.mqtt.host,
             self.config.mqtt.port,
@@ -161,6 +202,8 @@ class Gateway:
         self.relay.start()
         for worker in self.workers:
             worker.thread.start()
+        for lora in self.lora_workers:
+            lora.thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop reading, commit what was accepted, give the relay `timeout` s to drain, disconnect."""
@@ -168,6 +211,8 @@ class Gateway:
         for worker in self.workers:
             worker.source.close()
             worker.thread.join(timeout)
+        for lora in self.lora_workers:
+            lora.thread.join(timeout)
         self.outbox.commit()
         self.relay.stop(timeout)
         self.outbox.close()
@@ -182,4 +227,5 @@ class Gateway:
         return {
             "clock": str(self._clock_state),
             "sources": {w.settings.name: w.stats() for w in self.workers},
+            "lora": {w.settings.name: w.stats() for w in self.lora_workers},
         }

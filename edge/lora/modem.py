@@ -35,11 +35,11 @@ class RadioSettingError(ValueError):
 
 @dataclass(frozen=True)
 class RadioSettings:
-    """The LoRa link both ends must agree on. Defaults: CN470 at 470.3 MHz, SF10, 125 kHz, 4/5."""
+    """The LoRa link both ends must agree on. Defaults: CN470 at 470.3 MHz, SF9, 125 kHz, 4/5."""
 
     band: str = "CN470"
     frequency_hz: int = 470_300_000
-    spreading_factor: int = 10  # 7..12
+    spreading_factor: int = 9  # 7..12; REYAX RYLR498/998 take at most 9 at 125 kHz
     bandwidth_khz: int = 125  # 125, 250, 500
     coding_rate: int = 1  # 1..4 meaning 4/5..4/8
     preamble: int = 8  # symbols; Reyax fixes 4..24 via AT+PARAMETER (RYLR998), RAK 2..65535
