@@ -247,3 +247,16 @@ def test_an_unplugged_port_fails_commands_and_event_waits() -> None:
 def test_a_missing_device_is_named(tmp_path) -> None:
     with pytest.raises(ModemError, match=r"lora9 \(.*nothing, RYLR\): no such device"):
         AtChannel(str(tmp_path / "nothing"), baudrate=115200, dialect=REYAX, name="lora9", model="RYLR")
+
+
+def test_a_late_answer_is_not_taken_for_the_next_command() -> None:
+    device = ScriptedDevice({b"AT+SLOW": b"", b"AT+BAND?": b"+BAND=470300000\r\n"})
+    channel = AtChannel(device.port.path, baudrate=115200, dialect=REYAX, name="lora0", timeout=0.2)
+    try:
+        with pytest.raises(ModemTimeout):
+            channel.command("AT+SLOW")
+        device.port.write(b"+OK\r\n")  # the slow command's answer, too late
+        assert channel.command("AT+BAND?", value_is_final=True).final == b"+BAND=470300000"
+    finally:
+        channel.close()
+        device.close()

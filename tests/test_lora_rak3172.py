@@ -11,7 +11,7 @@ from edge.lora.modem import ModemError, ModemMismatch, ModemTimeout, RadioSettin
 from edge.lora.rak3172 import Rak3172Modem, check_settings, parse_p2p
 from simulators.lora_rak3172 import Rak3172Emulator
 
-CN470 = RadioSettings()  # the reserve's default: 470.3 MHz, SF10, 125 kHz, 4/5, preamble 8, 17 dBm
+CN470 = RadioSettings(spreading_factor=10)  # 470.3 MHz, SF10, 125 kHz, 4/5, preamble 8, 17 dBm
 P2P = "AT+P2P=470300000:10:125:0:8:17"
 
 
@@ -80,7 +80,7 @@ def test_bandwidth_read_back_in_khz_is_understood_too() -> None:
     emulator = Rak3172Emulator(bw_readback="khz", work_mode=0)
     modem = _open(emulator)
     try:
-        assert modem.configure(RadioSettings(bandwidth_khz=250))["bandwidth_khz"] == 250
+        assert modem.configure(RadioSettings(spreading_factor=10, bandwidth_khz=250))["bandwidth_khz"] == 250
     finally:
         modem.close()
         emulator.stop()
@@ -108,7 +108,7 @@ def test_a_setting_the_module_ignores_is_refused_by_name(fresh, setting: str) ->
 def test_settings_rui3_cannot_do_are_refused_first(fresh) -> None:
     _emulator, modem = fresh
     with pytest.raises(ModemError, match="preamble 4: RUI3 takes 5-65535 symbols; TX power 2 dBm: 5-22"):
-        modem.configure(RadioSettings(preamble=4, tx_power_dbm=2))
+        modem.configure(RadioSettings(spreading_factor=10, preamble=4, tx_power_dbm=2))
     assert check_settings(CN470) == []
 
 

@@ -99,7 +99,7 @@ def test_settings_the_model_cannot_do_are_refused_before_anything_is_written(pai
     with pytest.raises(
         ModemError, match=r"SF10 at 125 kHz: the RYLR998/RYLR498 guide allows SF7-9 at 125 kHz"
     ):
-        modem.configure(RadioSettings())  # the project default, SF10 at 125 kHz
+        modem.configure(RadioSettings(spreading_factor=10))
     with pytest.raises(ModemError, match=r"RYLR498 is a 433/470 MHz part; 868100000 Hz needs an RYLR998"):
         modem.configure(EU868)
     assert emulator.radio != CN470
@@ -120,7 +120,7 @@ def test_model_rules_from_both_guides() -> None:
         for p in check_settings(rylr998, RadioSettings(spreading_factor=9, network_id=5), None)
     )
     assert any("4-7" in p for p in check_settings(rylr896, EU868, None))
-    assert check_settings(model_from_version("UNKNOWN"), RadioSettings(), None) == []
+    assert check_settings(model_from_version("UNKNOWN"), RadioSettings(spreading_factor=10), None) == []
 
 
 PAYLOADS = [

@@ -40,6 +40,9 @@ _STALE_FRAME = 0.3
 # A radio error line (a broken packet heard) that arrives while a command waits is taken as that
 # command's answer only if no other final line follows within this time.
 _ASYNC_GRACE = 0.1
+# After a command timed out its answer may still come; for this long no command is started, so a
+# late answer finds no command waiting and is dropped instead of being taken for the next one's.
+_LATE_ANSWER = 0.15
 
 LineKind = Literal["ok", "error", "event", "boot", "info", "value", "garbage"]
 
@@ -268,6 +271,7 @@ class AtChannel:
         self._command_lock = threading.Lock()
         self._pending: _Pending | None = None
         self._failed: str | None = None
+        self._timed_out_at = -1e9
         self._closing = threading.Event()
         self._framer = LineFramer(frame_start=dialect.frame_start, measure=dialect.measure)
         try:
@@ -306,6 +310,9 @@ class AtChannel:
         """
         wait = self.timeout if timeout is None else timeout
         with self._command_lock:
+            late = self._timed_out_at + _LATE_ANSWER - time.monotonic()
+            if late > 0:
+                time.sleep(late)
             pending = _Pending(command.encode("ascii"), frozenset(extra_ok), ends_on_boot, value_is_final)
             with self._cond:
                 self._raise_if_failed(command)
@@ -318,6 +325,7 @@ class AtChannel:
                 with self._cond:
                     self._pending = None
             if final is None:
+                self._timed_out_at = time.monotonic()
                 raise ModemTimeout(self._timeout_message(command, wait, pending), command=command)
             if self.dialect.classify(final) == "error":
                 code = self.dialect.error_code(final)
