@@ -109,6 +109,7 @@ class LoraSettings:
     tx_power_dbm: int = 17
     network_id: int = 18
     address: int = 1
+    reset_pin: int = -1  # BCM GPIO wired to the module's reset input; -1: none (soft reset only)
     health_interval: float = 60.0  # seconds between "are you still there" checks
     duty_cycle_percent: float = 1.0  # regional limit for this unit's own transmissions
 
@@ -296,6 +297,10 @@ def _lora_sections(raw: Any, taken: set[str], source: str | None) -> tuple[LoraS
         if item.baudrate not in _BAUDRATES:
             raise ConfigError(f"{key}.baudrate", item.baudrate, "a standard rate such as 115200", source)
         _positive(f"{key}.health_interval", item.health_interval, source)
+        if not -1 <= item.reset_pin <= 27:
+            raise ConfigError(
+                f"{key}.reset_pin", item.reset_pin, "a BCM GPIO number 0-27, or -1 for none", source
+            )
         if not 0 < item.duty_cycle_percent <= 100:
             raise ConfigError(
                 f"{key}.duty_cycle_percent", item.duty_cycle_percent, "a percentage above 0", source

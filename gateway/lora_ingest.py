@@ -69,15 +69,28 @@ class RawPacket:
         }
 
 
+_reset_lines: dict[int, Any] = {}
+
+
+def reset_line(pin: int) -> Any:
+    """The GPIO reset line on `pin`, made once per process (a pin can be claimed only once)."""
+    if pin not in _reset_lines:
+        from edge.lora.reset_line import GpioResetLine
+
+        _reset_lines[pin] = GpioResetLine(pin)
+    return _reset_lines[pin]
+
+
 def open_modem(settings: LoraSettings) -> LoraModem:
     """The driver for `settings.family` on `settings.port` (imported late: only what is used loads)."""
+    reset = reset_line(settings.reset_pin) if settings.reset_pin >= 0 else None
     if settings.family == "rylr":
         from edge.lora.reyax import RylrModem
 
-        return RylrModem(settings.port, baudrate=settings.baudrate)
+        return RylrModem(settings.port, baudrate=settings.baudrate, reset=reset, name=settings.name)
     from edge.lora.rak3172 import Rak3172Modem
 
-    return Rak3172Modem(settings.port, baudrate=settings.baudrate)
+    return Rak3172Modem(settings.port, baudrate=settings.baudrate, reset=reset, name=settings.name)
 
 
 def collar_entity(collar_id: int) -> str:

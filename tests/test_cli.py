@@ -10,7 +10,7 @@ import pytest
 from uncia.cli import COMMANDS, main
 
 
-@pytest.mark.parametrize("command", [*COMMANDS, "sim gps"])
+@pytest.mark.parametrize("command", [*COMMANDS, "sim gps", "sim lora"])
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as info:
         main([*command.split(), "--help"])

@@ -113,6 +113,7 @@ def test_lora_defaults_to_cn470():
         ({"band": "XX868"}, "lora[0].band", "one of CN470"),
         ({"name": "gps0"}, "lora[0].name", "no other source"),
         ({"duty_cycle_percent": 0}, "lora[0].duty_cycle_percent", "above 0"),
+        ({"reset_pin": 40}, "lora[0].reset_pin", "BCM GPIO"),
     ],
 )
 def test_lora_mistakes_are_named(change, key, says):
