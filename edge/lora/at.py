@@ -326,7 +326,9 @@ class AtChannel:
                     self._pending = None
             if final is None:
                 self._timed_out_at = time.monotonic()
-                raise ModemTimeout(self._timeout_message(command, wait, pending), command=command)
+                message = self._timeout_message(command, wait, pending)
+                self.log.warning("%s", message)
+                raise ModemTimeout(message, command=command)
             if self.dialect.classify(final) == "error":
                 code = self.dialect.error_code(final)
                 meaning = self.dialect.meaning(code)

@@ -261,7 +261,8 @@ class RylrModem(LoraModem):
             self.firmware = "?"
         if self.model is None or self.model.generation == 0:
             self.model = model_from_version(self.firmware)
-            self.channel.model = self.model.name
+            if self.model.name.startswith("RYLR"):
+                self.channel.model = self.model.name
         self.log.info("%s: answering, firmware %s", self.label, self.firmware)
 
     def configure(self, settings: RadioSettings) -> dict[str, Any]:
@@ -277,7 +278,7 @@ class RylrModem(LoraModem):
             self._clear_password()
         writes = self._writes(settings)
         for command in dict.fromkeys(writes.values()):  # each once, in order
-            if command != "AT+CPIN?":
+            if command != "AT+RESET":
                 self.channel.command(command)
         read = self.read_settings()
         for key, wanted in self._wanted(settings).items():
@@ -320,7 +321,7 @@ class RylrModem(LoraModem):
             "coding_rate": parameter,
             "preamble": parameter,
             "tx_power_dbm": f"AT+CRFOP={settings.tx_power_dbm}",
-            "password": f"AT+CPIN={self.password}" if self.password else "AT+CPIN?",
+            "password": f"AT+CPIN={self.password}" if self.password else "AT+RESET",  # see _clear_password
         }
 
     def _wanted(self, settings: RadioSettings) -> dict[str, Any]:
