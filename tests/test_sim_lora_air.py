@@ -30,7 +30,7 @@ from simulators.lora_air import (
 from simulators.lora_rak3172 import Rak3172Emulator
 
 SITE: Position = (38.85, 106.0, 2500.0)
-RADIO = RadioSettings()  # CN470 470.3 MHz, SF10, 125 kHz
+RADIO = RadioSettings(spreading_factor=10)  # CN470 470.3 MHz, SF10, 125 kHz (the model tables assume SF10)
 CALM = ChannelModel(shadowing_sigma_db=0.0)  # no shadowing: outcomes follow from geometry alone
 
 
