@@ -188,7 +188,8 @@ def test_broker_sigkill_mid_stream_loses_nothing_accepted(collect, tmp_path):
                 inbox.wait_for(150)
                 broker.kill()
                 _wait(lambda: not gateway.relay.connected, what="the relay to notice")
-                acked_at_kill = gateway.relay.counters["acked"]  # PUBACKs seen; none can come after the link died
+                # PUBACKs the relay saw (none can come after the link died)
+                acked_at_kill = gateway.relay.counters["acked"]
                 time.sleep(1.0)  # fixes keep arriving and are kept in the outbox
                 assert gateway.outbox.depth > 0
                 broker.start()
