@@ -20,6 +20,7 @@ Example (see deploy/gateway.example.toml for the full, commented file)::
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -147,6 +148,48 @@ class HealthSettings:
 
 
 @dataclass(frozen=True)
+class CameraSettings:
+    """A camera unit's camera, pins, capture policy, image card and where it stands (``[camera]``).
+
+    ``lat``/``lon`` (WGS 84 degrees) and ``alt`` (metres) are the unit's position: written into
+    every image's EXIF and used for day/night from the sun when no light sensor is wired. Pins are
+    BCM GPIO numbers; ``light_sensor_pin = -1`` means none. A burst takes one still every
+    ``burst_interval_s`` while the PIR still sees motion, at most ``max_burst``; after it, triggers
+    within ``retrigger_interval_s`` start nothing. ``pre_trigger_s`` seconds of low-resolution frames
+    before each trigger are kept with the event. Below ``low_free_mb`` free on the image card, relayed
+    images are deleted oldest first; unrelayed ones only below ``hard_free_mb``.
+    """
+
+    lat: float
+    lon: float
+    alt: float | None = None
+    id: str = "cam0"  # the camera's name in topics and EXIF (BodySerialNumber)
+    backend: str = "picamera2"  # "picamera2" on a Pi, "simulated" anywhere
+    tuning_file: str = ""  # e.g. "imx708_noir.json" for a NoIR module; empty: libcamera's default
+    main_width: int = 1920
+    main_height: int = 1080
+    lores_width: int = 320
+    lores_height: int = 240
+    fps: float = 10.0
+    pir_pin: int = 17
+    pir_bounce_s: float = 0.05
+    illuminator_pin: int = 23
+    light_sensor_pin: int = -1
+    night_below_deg: float = -6.0  # sun elevation below which it is night (no light sensor)
+    pre_trigger_s: float = 2.0
+    burst_interval_s: float = 0.5
+    max_burst: int = 10
+    retrigger_interval_s: float = 5.0
+    image_dir: str = "/var/lib/uncia/images"
+    low_free_mb: float = 500.0
+    hard_free_mb: float = 100.0
+    thumbnail_bytes: int = 20_000
+
+
+CAMERA_BACKENDS = ("picamera2", "simulated")
+
+
+@dataclass(frozen=True)
 class UnitConfig:
     unit: UnitSettings
     mqtt: MqttSettings = field(default_factory=MqttSettings)
@@ -155,6 +198,7 @@ class UnitConfig:
     lora: tuple[LoraSettings, ...] = ()
     fixes: FixGate = field(default_factory=FixGate)
     health: HealthSettings = field(default_factory=HealthSettings)
+    camera: CameraSettings | None = None
 
 
 _BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
@@ -208,7 +252,7 @@ def _positive(key: str, value: float, source: str | None, *, allow_zero: bool = 
 
 def parse_config(data: Mapping[str, Any], source: str | None = None) -> UnitConfig:
     """Validate an already-loaded TOML document; raise `ConfigError` on the first problem."""
-    allowed = {"unit", "mqtt", "outbox", "serial", "lora", "fixes", "health"}
+    allowed = {"unit", "mqtt", "outbox", "serial", "lora", "fixes", "health", "camera"}
     for key in data:
         if key not in allowed:
             raise ConfigError(key, data[key], f"one of the sections {', '.join(sorted(allowed))}", source)
@@ -278,7 +322,53 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> UnitConf
 
     health = _section(data.get("health", {}), "health", HealthSettings, source)
     _positive("health.interval", health.interval, source)
-    return UnitConfig(unit, mqtt, outbox, tuple(serial), lora, fixes, health)
+    camera = None if "camera" not in data else _camera_section(data["camera"], lora, source)
+    return UnitConfig(unit, mqtt, outbox, tuple(serial), lora, fixes, health, camera)
+
+
+def _camera_section(raw: Any, lora: tuple[LoraSettings, ...], source: str | None) -> CameraSettings:
+    cam = _section(raw, "camera", CameraSettings, source)
+
+    def need(key: str, ok: bool, expected: str) -> None:
+        if not ok:
+            raise ConfigError(f"camera.{key}", getattr(cam, key), expected, source)
+
+    for f in fields(cam):
+        value = getattr(cam, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"camera.{f.name}", value, "a finite number", source)
+    need("id", bool(_NAME.match(cam.id)), "lowercase letters, digits, '-' or '_' (at most 63)")
+    need("backend", cam.backend in CAMERA_BACKENDS, " or ".join(map(repr, CAMERA_BACKENDS)))
+    need("lat", -90.0 <= cam.lat <= 90.0, "degrees from -90 (south) to 90 (north)")
+    need("lon", -180.0 <= cam.lon <= 180.0, "degrees from -180 (west) to 180 (east)")
+    need("alt", cam.alt is None or -1000.0 <= cam.alt <= 10_000.0, "metres above sea level, -1000 to 10000")
+    for key in ("main_width", "main_height", "lores_width", "lores_height"):
+        need(key, 16 <= getattr(cam, key) <= 9152, "pixels, 16 to 9152")
+    need("lores_width", cam.lores_width <= cam.main_width, "no wider than main_width")
+    need("lores_height", cam.lores_height <= cam.main_height, "no taller than main_height")
+    need("fps", 1.0 <= cam.fps <= 60.0, "frames per second, 1 to 60")
+    need("pir_bounce_s", 0.0 <= cam.pir_bounce_s <= 1.0, "seconds, 0 to 1")
+    need("night_below_deg", -18.0 <= cam.night_below_deg <= 10.0, "degrees of sun elevation, -18 to 10")
+    # Two seconds is the least that still shows an animal entering the picture before the PIR fires;
+    # 30 s of lores frames is already ~10 MB of memory.
+    need("pre_trigger_s", 2.0 <= cam.pre_trigger_s <= 30.0, "seconds, 2 to 30")
+    need("burst_interval_s", 0.1 <= cam.burst_interval_s <= 60.0, "seconds between stills, 0.1 to 60")
+    need("max_burst", 1 <= cam.max_burst <= 100, "stills per burst, 1 to 100")
+    need("retrigger_interval_s", 0.0 <= cam.retrigger_interval_s <= 3600.0, "seconds, 0 to 3600")
+    need("image_dir", bool(cam.image_dir.strip()), "a folder for the images")
+    need("hard_free_mb", cam.hard_free_mb >= 0.0, "megabytes, 0 or more")
+    need("low_free_mb", cam.low_free_mb >= cam.hard_free_mb, "megabytes, at least hard_free_mb")
+    need("thumbnail_bytes", 1024 <= cam.thumbnail_bytes <= 20_000, "bytes, 1024 to 20000")
+    pins = {"pir_pin": cam.pir_pin, "illuminator_pin": cam.illuminator_pin}
+    if cam.light_sensor_pin != -1:
+        pins["light_sensor_pin"] = cam.light_sensor_pin
+    need("light_sensor_pin", -1 <= cam.light_sensor_pin <= 27, "a BCM GPIO number 0-27, or -1 for none")
+    taken = {item.reset_pin: f"lora {item.name} reset_pin" for item in lora if item.reset_pin >= 0}
+    for key, pin in pins.items():
+        need(key, 0 <= pin <= 27, "a BCM GPIO number 0-27")
+        need(key, pin not in taken, f"a GPIO not already used (it is the {taken.get(pin)})")
+        taken[pin] = f"camera {key}"
+    return cam
 
 
 def _lora_sections(raw: Any, taken: set[str], source: str | None) -> tuple[LoraSettings, ...]:

@@ -59,7 +59,7 @@ def test_defaults_fill_what_is_left_out():
         ({**MINIMAL, "fixes": {"min_quality": 9}}, "fixes.min_quality", "0-8"),
         ({**MINIMAL, "fixes": {"max_hdop": -1}}, "fixes.max_hdop", "greater than 0"),
         ({**MINIMAL, "outbox": {"max_messages": 10}}, "outbox.max_messages", "at least"),
-        ({**MINIMAL, "camera": {}}, "camera", "sections"),
+        ({**MINIMAL, "cameras": {}}, "cameras", "sections"),
     ],
 )
 def test_mistakes_are_named(data, key, says):
