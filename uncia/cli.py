@@ -15,7 +15,7 @@ import sys
 from uncia import __version__
 
 # Order is the order shown in `uncia --help`.
-COMMANDS = ("gateway", "fixes", "sim", "demo")
+COMMANDS = ("gateway", "camera", "fixes", "sim", "demo")
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
