@@ -442,6 +442,7 @@ class ImageFetcher:
                     os.fsync(fd)
                     os.replace(tmp, final)
                     _fsync_dir(final.parent)
+                    self._confirm(topics, active, core.sha256)
                     self._report(progress, active, core, done=True)
                     self.log.info(
                         "fetched %s from %s: %s bytes, %d chunks, %d resumes, %d damaged chunks re-fetched",
@@ -549,6 +550,13 @@ class ImageFetcher:
                 transfer=active.transfer,
             )
             self.client.publish(topics.command(COMMAND), request.encode(), qos=1)
+
+    def _confirm(self, topics: Topics, active: _Active, sha256: str) -> None:
+        # Fire and forget: if the notice is lost the unit only keeps the image longer than it must.
+        notice = ImageRequest(
+            id=f"{active.transfer}.done", image=active.image, transfer=active.transfer, delivered=sha256
+        )
+        self.client.publish(topics.command(COMMAND), notice.encode(), qos=1)
 
     def _report(
         self,

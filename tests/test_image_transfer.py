@@ -105,7 +105,15 @@ class UnitSide:
         self.outbox = Outbox(root / "unit-outbox.sqlite3", commit_interval=0.01)
         settings = MqttSettings(host="127.0.0.1", port=port, keepalive=5, window=50)
         self.relay = Relay(self.outbox, settings, TOPICS, reconnect_min=0.05, reconnect_max=0.3)
-        self.sender = ImageSender(self.outbox, TOPICS, Envelope(UNIT), finder(root / "images"), window=WINDOW)
+        self.delivered: list[str] = []  # what the station confirmed it holds (the agent's mark_relayed)
+        self.sender = ImageSender(
+            self.outbox,
+            TOPICS,
+            Envelope(UNIT),
+            finder(root / "images"),
+            on_delivered=self.delivered.append,
+            window=WINDOW,
+        )
         self.sender.attach(self.relay)
         self.relay.start()
         wait(lambda: self.relay.connected, what="the unit to connect")
@@ -211,6 +219,7 @@ def test_a_two_megabyte_image_arrives_whole_without_holding_back_fixes(
     assert [p.name for p in path.parent.iterdir()] == ["E42-003.jpg"], "no temporary file left behind"
     assert fetch.last is not None and fetch.last.done and fetch.last.corrupt == 0
     assert fetch.last.total_chunks == chunk_count(len(jpeg), 8192) == fetch.last.chunks
+    wait(lambda: unit.delivered == ["E42-003.jpg"], what="the station's delivered notice")
     # The unit never held more than about one window of the image: fixes wait behind little.
     assert max(depths) <= 2 * WINDOW + 2
     seen.wait_until(lambda ms: any(m.topic == TOPICS.fix("gps0") for m in ms))
@@ -478,7 +487,7 @@ def test_a_damaged_chunk_is_refused_and_fetched_again(
 def test_unknown_or_damaged_images_and_bad_requests_get_answers_in_words(
     broker: Broker, collect, station, units, tmp_path: Path
 ) -> None:
-    units(broker.port)
+    unit = units(broker.port)
     fetcher = station(broker.port)
     with pytest.raises(UnknownImageError, match=r"cam-01 has no image 'E99-000.jpg'.*deleted to free space"):
         fetcher.fetch(UNIT, "E99-000.jpg", timeout=20)
@@ -500,15 +509,21 @@ def test_unknown_or_damaged_images_and_bad_requests_get_answers_in_words(
     station_client.publish(TOPICS.command("image"), b"not json", qos=1)
     station_client.publish(TOPICS.command("image"), b'{"id":"r1","image":"../etc/passwd"}', qos=1)
     station_client.publish(TOPICS.command("image"), b'{"id":"r2","image":"a.jpg","chunk_size":5}', qos=1)
-    got = [decode(m.payload).data for m in answers.wait_for(3)]
+    make_jpeg(tmp_path / "images", "E6-000.jpg", 64, 48)
+    wrong = json.dumps({"id": "r3", "image": "E6-000.jpg", "delivered": "0" * 64})
+    station_client.publish(TOPICS.command("image"), wrong, qos=1)
+    got = [decode(m.payload).data for m in answers.wait_for(4)]
     assert [(a["id"], a["status"]) for a in got] == [
         (None, "bad_request"),
         ("r1", "bad_request"),
         ("r2", "bad_request"),
+        ("r3", "error"),
     ]
     assert "not UTF-8 JSON" in got[0]["message"]
     assert "image id '../etc/passwd' is not valid" in got[1]["message"]
     assert "'chunk_size' = 5: expected a whole number of at least 512" in got[2]["message"]
+    assert "the station's copy of E6-000.jpg" in got[3]["message"] and "stays unrelayed" in got[3]["message"]
+    assert unit.delivered == []
 
 
 # -- the pure parts --------------------------------------------------------------------------------

@@ -57,6 +57,9 @@ MIN_CHUNK_SIZE = 512
 MAX_CHUNK_SIZE = 65536
 DEFAULT_WINDOW = 16
 RESPONSE_SOURCE = "unit"
+# Chunks count their own `seq` (source "<camera>-transfer"): the camera's capture and thumbnail
+# messages keep a gap-free sequence, and a lost chunk is the transfer's business (it is asked again).
+TRANSFER_SOURCE_SUFFIX = "-transfer"
 _IMAGE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _TOKEN = re.compile(r"^[\x21-\x7e]{1,128}$")  # printable ASCII without spaces: correlation/transfer ids
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -82,6 +85,7 @@ class Status(StrEnum):
     BUSY = "busy"  # the outbox is backed up; ask again after retry_after seconds
     BAD_REQUEST = "bad_request"  # the request itself is wrong (the station's bug)
     ERROR = "error"  # the unit could not read the image, or it is damaged on the card
+    RECORDED = "recorded"  # the station's delivered notice: the image is marked relayed
 
 
 def check_image_id(image: object) -> str:
@@ -127,7 +131,9 @@ class ImageRequest:
 
     ``transfer`` names the whole fetch (all its requests); the unit echoes it in every chunk so the
     station can tell its own chunks from another station's. ``count`` None: as many as the unit sends
-    at once (its window).
+    at once (its window). With ``delivered`` (the SHA-256 of the station's verified copy) it is not a
+    request for chunks but the station's notice that it now holds the whole image: the unit marks it
+    relayed, so its card may free it first when space runs low.
     """
 
     id: str
@@ -136,6 +142,7 @@ class ImageRequest:
     chunk_size: int = DEFAULT_CHUNK_SIZE
     count: int | None = None
     transfer: str | None = None
+    delivered: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -148,6 +155,8 @@ class ImageRequest:
             body["count"] = self.count
         if self.transfer is not None:
             body["transfer"] = self.transfer
+        if self.delivered is not None:
+            body["delivered"] = self.delivered
         return body
 
     def encode(self) -> bytes:
@@ -164,6 +173,11 @@ class ImageRequest:
         try:
             transfer = obj.get("transfer")
             count = obj.get("count")
+            delivered = obj.get("delivered")
+            if delivered is not None and (not isinstance(delivered, str) or not _SHA256.match(delivered)):
+                raise TransferError(
+                    f"'delivered' = {delivered!r}: expected a SHA-256 of 64 lowercase hex digits"
+                )
             return cls(
                 id=_token(obj.get("id"), "id"),
                 image=check_image_id(obj.get("image")),
@@ -173,6 +187,7 @@ class ImageRequest:
                 ),
                 count=None if count is None else _whole(count, "count", 1),
                 transfer=None if transfer is None else _token(transfer, "transfer"),
+                delivered=delivered,
             )
         except TransferError as exc:
             raise ImageRequestError(f"bad image request: {exc}", request_id) from exc
@@ -393,7 +408,9 @@ class ImageSender:
 
     Wire it to the unit's relay: ``sender.attach(relay)`` (or
     ``relay.subscribe(sender.request_topic, sender.handle_request)``). `find_image(image_id)` returns
-    the path of the stored JPEG, or None if the unit does not have it (any more).
+    the path of the stored JPEG, or None if the unit does not have it (any more). `on_delivered(image_id)`
+    is called when the station confirms it holds the whole image (its SHA-256 equal to the card's),
+    e.g. the camera agent's ``mark_relayed``, so the card frees that image first when it fills.
 
     Each request is answered with at most `window` chunks (the station asks for the next ones as these
     arrive), so a transfer never crowds fixes out of the outbox. When the outbox already holds more
@@ -412,6 +429,7 @@ class ImageSender:
         envelope: Envelope,
         find_image: Callable[[str], Path | None],
         *,
+        on_delivered: Callable[[str], object] | None = None,
         camera: str = "cam0",
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         window: int = DEFAULT_WINDOW,
@@ -429,6 +447,7 @@ class ImageSender:
         self.topics = topics
         self.envelope = envelope
         self.find_image = find_image
+        self.on_delivered = on_delivered
         self.camera = camera
         self.chunk_size = chunk_size
         self.window = window
@@ -443,7 +462,8 @@ class ImageSender:
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._described: collections.OrderedDict[tuple[Any, ...], _Described] = collections.OrderedDict()
         self.counters: dict[str, int] = dict.fromkeys(
-            ("requests", "duplicate_requests", "accepted", "refused", "busy", "chunks_enqueued"), 0
+            ("requests", "duplicate_requests", "accepted", "refused", "busy", "chunks_enqueued", "delivered"),
+            0,
         )
 
     @property
@@ -491,6 +511,9 @@ class ImageSender:
             return
         if described.damaged:
             self._refuse(request.id, Status.ERROR, f"{image}: {described.damaged}", request)
+            return
+        if request.delivered is not None:
+            self._record_delivery(request, described)
             return
         chunk_size = request.chunk_size
         total = chunk_count(described.size, chunk_size)
@@ -552,8 +575,32 @@ class ImageSender:
             count,
         )
         for chunk in chunks:
-            self._enqueue(self.chunk_topic, self.camera, CHUNK_TYPE, chunk.to_dict())
+            self._enqueue(self.chunk_topic, self.camera + TRANSFER_SOURCE_SUFFIX, CHUNK_TYPE, chunk.to_dict())
         self.counters["chunks_enqueued"] += len(chunks)
+
+    def _record_delivery(self, request: ImageRequest, described: _Described) -> None:
+        if request.delivered != described.sha256:
+            self._refuse(
+                request.id,
+                Status.ERROR,
+                f"the station's copy of {request.image} (SHA-256 {request.delivered}) differs from the "
+                f"card's ({described.sha256}); it stays unrelayed here",
+                request,
+            )
+            return
+        if self.on_delivered is not None:
+            self.on_delivered(request.image)
+        self.counters["delivered"] += 1
+        self.log.info("the station holds the whole of %s; marked as relayed", request.image)
+        self._respond(
+            ImageResponse(
+                request.id,
+                Status.RECORDED,
+                f"{request.image} is marked as relayed on unit {self.topics.unit}",
+                image=request.image,
+                transfer=request.transfer or request.id,
+            )
+        )
 
     def _describe(self, path: Path) -> _Described | None:
         try:
