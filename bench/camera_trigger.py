@@ -99,14 +99,15 @@ def run_uncia(workdir: Path, broker: Any, triggers: int, rng: random.Random) -> 
     try:
         time.sleep(cam.pre_trigger_s + 0.5)  # the buffer fills as it would on a unit running all night
         for n in range(triggers):
+            previous = unit.completed[-1] if unit.completed else None
             pir.drive_high()
             deadline = time.monotonic() + 30
-            while len(unit.completed) <= n and time.monotonic() < deadline:
+            while (not unit.completed or unit.completed[-1] is previous) and time.monotonic() < deadline:
                 time.sleep(0.002)
             pir.drive_low()
-            if len(unit.completed) <= n:
+            event = unit.completed[-1] if unit.completed else None
+            if event is None or event is previous:
                 raise RuntimeError(f"trigger {n + 1}: no event within 30 s")
-            event = unit.completed[-1]
             if event.first_still_ms is None or not event.pre_trigger:
                 raise RuntimeError(f"event {event.event_id}: nothing saved ({event.lost_reasons})")
             out["first"].append(event.first_still_ms)
