@@ -150,6 +150,13 @@ class Reassembly:
     def complete(self) -> bool:
         return self.total > 0 and self.received == self.total
 
+    @property
+    def received_bytes(self) -> int:
+        if not self.total:
+            return 0
+        short_last = self.chunk_size * self.total - self.size  # the last chunk is this much shorter
+        return self.received * self.chunk_size - (short_last if self.have[-1] else 0)
+
     def start(self, now: float) -> list[Ask]:
         self._last_progress = now
         return self._top_up(now)
@@ -202,7 +209,10 @@ class Reassembly:
             self._forget(lambda j, r: r == request)
             self._hold_until = now + (response.retry_after or self.stall_timeout)
             return []
-        self._adopt(response.size or 0, response.sha256 or "", response.chunk_size or 0, ours=True)
+        if not self._adopt(response.size or 0, response.sha256 or "", response.chunk_size or 0, ours=True):
+            raise ImageRefusedError(
+                f"the unit answered in chunks of {response.chunk_size} bytes, not the {self.chunk_size} asked for"
+            )
         first, count = response.from_chunk or 0, response.count or 0
         self._forget(lambda j, r: r == request and not first <= j < first + count)  # the unit sends fewer
         return self._top_up(now)
@@ -377,10 +387,10 @@ class ImageFetcher:
 
         Raises `UnknownImageError`, `ImageRefusedError`, `ImageCorruptError` or `FetchTimeoutError`.
         """
-        topics = Topics(self.site, unit)
         try:
+            topics = Topics(self.site, unit)
             check_image_id(image)
-        except TransferError as exc:
+        except (TopicError, TransferError) as exc:
             raise ImageFetchError(str(exc)) from exc
         active = _Active(unit, image, f"{self._rand.getrandbits(48):012x}", queue.SimpleQueue())
         with self._lock:
@@ -568,14 +578,13 @@ class ImageFetcher:
         if progress is None:
             return
         c = core.counts
-        received_bytes = min(core.received * core.chunk_size, core.size)
         progress(
             FetchProgress(
                 active.unit,
                 active.image,
                 core.received,
                 core.total,
-                core.size if done else received_bytes,
+                core.received_bytes,
                 core.size,
                 c["requests"],
                 c["resumes"],

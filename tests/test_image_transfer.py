@@ -218,6 +218,7 @@ def test_a_two_megabyte_image_arrives_whole_without_holding_back_fixes(
     assert sha(path.read_bytes()) == sha(jpeg)
     assert [p.name for p in path.parent.iterdir()] == ["E42-003.jpg"], "no temporary file left behind"
     assert fetch.last is not None and fetch.last.done and fetch.last.corrupt == 0
+    assert fetch.last.bytes == fetch.last.size == len(jpeg)
     assert fetch.last.total_chunks == chunk_count(len(jpeg), 8192) == fetch.last.chunks
     wait(lambda: unit.delivered == ["E42-003.jpg"], what="the station's delivered notice")
     # The unit never held more than about one window of the image: fixes wait behind little.
@@ -228,7 +229,8 @@ def test_a_two_megabyte_image_arrives_whole_without_holding_back_fixes(
     last_chunk = len(topics) - 1 - topics[::-1].index(chunk_topic)
     assert topics.index(TOPICS.fix("gps0")) < last_chunk, "the fix went out before the transfer ended"
     chunk = next(m for m in seen.messages if m.topic == chunk_topic)
-    assert chunk.qos == 1 and not chunk.retain and decode(chunk.payload).type == "image_chunk"
+    assert chunk.qos == 1 and not chunk.retain
+    assert (decode(chunk.payload).type, decode(chunk.payload).source) == ("image_chunk", "cam0-transfer")
     response = next(m for m in seen.messages if m.topic == TOPICS.command_response("image"))
     body = decode(response.payload).data
     assert body["status"] == "accepted" and body["sha256"] == sha(jpeg) and body["size"] == len(jpeg)
@@ -618,6 +620,7 @@ def test_reassembly_over_a_link_that_drops_repeats_and_damages(
             unit(asks)
     assert core.complete, f"stuck with {core.received} of {total} chunks"
     assert bytes(written) == image
+    assert core.received_bytes == size
 
 
 def test_a_chunk_survives_its_own_encoding() -> None:

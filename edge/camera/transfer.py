@@ -481,7 +481,6 @@ class ImageSender:
         try:
             request = ImageRequest.parse(payload)
         except ImageRequestError as exc:
-            self.log.warning("image request on %s refused: %s", topic, exc)
             self._refuse(exc.request_id, Status.BAD_REQUEST, str(exc), None)
             return
         if request.id in self._seen:
