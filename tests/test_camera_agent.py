@@ -377,6 +377,14 @@ def test_day_capture_leaves_the_lamp_off_and_motion_that_outlasts_the_rest_captu
     assert unit.illuminator.activations == 0
     assert [s.state for s in factory.pin(config.camera.illuminator_pin).states] == [False]
     assert unit.health()["counters"]["events"] >= 2
+    # After a restart the transfer hook still finds every image by its id (from the file names).
+    again, _, _ = _unit(config, _real_time_from(DAY))
+    try:
+        for image in first.images + second.images:
+            assert again.find_image(image.image_id) == Path(config.camera.image_dir) / image.file
+        assert again.find_image("0" * 32) is None
+    finally:
+        again.stop()
 
 
 class CardOf:

@@ -40,6 +40,7 @@ import errno
 import io
 import logging
 import random
+import re
 import shutil
 import threading
 import time
@@ -76,7 +77,7 @@ from edge.camera.exif import ExifError, Position, image_unique_id, write_exif
 from edge.camera.illuminator import IrIlluminator
 from edge.camera.pir import PirSensor
 from edge.camera.ring import PreTriggerBuffer
-from edge.camera.sidecar import Sidecar, SidecarError, read_sidecar, recover_directory, write_capture
+from edge.camera.sidecar import Sidecar, SidecarError, recover_directory, write_capture
 from edge.camera.thumbnail import ThumbnailError, thumbnail
 from edge.clock import Clock, system_clock_source, utc_now
 from edge.config import ConfigError, UnitConfig
@@ -91,6 +92,7 @@ _HOUSEKEEPING_S = 60.0  # watermarks are also enforced this often when no event 
 _LAMP_MARGIN_S = 10.0  # the lamp's watchdog allows the whole burst plus this
 _RECENT_EVENTS = 50
 _PRE_TRIGGER_MARGIN_S = 0.5
+_IMAGE_NAME = re.compile(r"^(\d{8}T\d{6}Z-[0-9a-f]{6})-(\d{3,})\.jpg$")  # see edge.camera.events
 
 
 class CameraUnit:
@@ -209,6 +211,12 @@ class CameraUnit:
             log=self.log.getChild("store"),
         )
         self._closing.callback(self.store.close)
+        # Image ids follow from the file names (unit, camera, event id, index): no file is read.
+        for path in self.store.root.glob("*/*.jpg"):
+            match = _IMAGE_NAME.match(path.name)
+            if match:
+                image_id = image_unique_id(self.unit_id, self.camera_id, match[1], int(match[2]))
+                self._images[image_id] = path.relative_to(self.store.root).as_posix()
         self.outbox = Outbox(
             config.outbox.path,
             max_messages=config.outbox.max_messages,
@@ -296,17 +304,11 @@ class CameraUnit:
     # --- the full-image transfer's hooks (edge/camera/transfer.py is written separately) ---------
 
     def find_image(self, image_id: str) -> Path | None:
-        """HOOK for serving a full-image request from the station: the file of a saved image by its
-        id (the ``image_id`` of a thumbnail or an event), or None if it is not (any more) on the card."""
+        """HOOK for serving a full-image request from the station (`edge.camera.transfer.ImageSender`'s
+        ``find_image``): the file of a saved image by its id (the ``image_id`` of a thumbnail or an
+        event, also from before a restart), or None if it is not (any more) on the card. A dictionary
+        look-up: it runs on the relay thread and must never scan the card."""
         rel = self._images.get(image_id)
-        if rel is None:  # from before a restart: the sidecars know
-            for path in sorted(self.store.root.glob("*/*.json"), reverse=True):
-                with contextlib.suppress(SidecarError):
-                    sidecar = read_sidecar(path)
-                    if sidecar.extra.get("image_id") == image_id:
-                        rel = path.with_name(sidecar.image).relative_to(self.store.root).as_posix()
-                        self._images[image_id] = rel
-                        break
         if rel is None:
             return None
         path = self.store.root / rel
@@ -384,7 +386,7 @@ class CameraUnit:
                     self.gate.finished(self._mono())
                     next_housekeeping = 0.0
             if self._mono() >= next_housekeeping:
-                self.store.enforce()
+                self._forget(self.store.enforce())
                 next_housekeeping = self._mono() + _HOUSEKEEPING_S
 
     # --- one event -------------------------------------------------------------------------------
