@@ -326,7 +326,8 @@ class ImageFetcher:
     messages no longer reach the client's ``on_message``) and subscribes per unit while fetching.
 
     `fetch` blocks until the image is whole or `timeout` passes; several threads may fetch at once
-    (different images). Files go to ``dest_dir/<unit>/<image id>``.
+    (different images). Files go to ``dest_dir/<unit>/<image id>``, with ``.jpg`` (or ``.png``) added
+    when the id has no suffix of its own (the camera's ids are bare hex).
     """
 
     def __init__(
@@ -450,6 +451,7 @@ class ImageFetcher:
             if core.complete:
                 if self._verified(fd, core):
                     os.fsync(fd)
+                    final = final.with_name(final.name + _suffix_for(final.name, os.pread(fd, 8, 0)))
                     os.replace(tmp, final)
                     _fsync_dir(final.parent)
                     self._confirm(topics, active, core.sha256)
@@ -633,6 +635,16 @@ class ImageFetcher:
         except (TopicError, MessageError) as exc:
             self.log.warning("ignoring a message on %s that is not an uncia envelope: %s", message.topic, exc)
             return None
+
+
+_MAGIC = ((b"\xff\xd8\xff", ".jpg"), (b"\x89PNG\r\n\x1a\n", ".png"))
+
+
+def _suffix_for(name: str, head: bytes) -> str:
+    """A file suffix for an image id that has none (camera ids are bare hex), from its first bytes."""
+    if Path(name).suffix:
+        return ""
+    return next((suffix for magic, suffix in _MAGIC if head.startswith(magic)), "")
 
 
 def _request_number(transfer: str, request_id: str | None) -> int | None:

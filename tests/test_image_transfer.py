@@ -494,13 +494,18 @@ def test_unknown_or_damaged_images_and_bad_requests_get_answers_in_words(
     with pytest.raises(UnknownImageError, match=r"cam-01 has no image 'E99-000.jpg'.*deleted to free space"):
         fetcher.fetch(UNIT, "E99-000.jpg", timeout=20)
 
+    # A bare hex id, as the camera agent's: the station's file gets its suffix from the JPEG's first bytes.
+    jpeg = make_jpeg(tmp_path / "images", "d9243b8923cc51bfbe99968633e408eb", 64, 48)
+    path = fetcher.fetch(UNIT, "d9243b8923cc51bfbe99968633e408eb", timeout=20)
+    assert path.name == "d9243b8923cc51bfbe99968633e408eb.jpg" and path.read_bytes() == jpeg
+    wait(lambda: unit.delivered == ["d9243b8923cc51bfbe99968633e408eb"], what="the delivered notice")
+
     # An image whose bytes no longer match the SHA-256 its sidecar recorded: refused, not sent.
     jpeg = make_jpeg(tmp_path / "tmp", "x.jpg", 64, 48)
     sidecar = Sidecar(
         "E5", 0, datetime(2026, 11, 25, tzinfo=UTC), ClockSource.GPS, UNIT, "cam0", "pir", "E5-000.jpg",
         sha(jpeg), len(jpeg), 64, 48, "main",
     )  # fmt: skip
-    (tmp_path / "images").mkdir()
     image, _ = write_capture(tmp_path / "images", jpeg, sidecar)
     image.write_bytes(jpeg[:-10] + bytes(10))
     with pytest.raises(ImageRefusedError, match=r"no longer matches the SHA-256 recorded in E5-000\.json"):
@@ -514,7 +519,8 @@ def test_unknown_or_damaged_images_and_bad_requests_get_answers_in_words(
     make_jpeg(tmp_path / "images", "E6-000.jpg", 64, 48)
     wrong = json.dumps({"id": "r3", "image": "E6-000.jpg", "delivered": "0" * 64})
     station_client.publish(TOPICS.command("image"), wrong, qos=1)
-    got = [decode(m.payload).data for m in answers.wait_for(4)]
+    answers.wait_until(lambda ms: sum(decode(m.payload).data["status"] != "recorded" for m in ms) >= 4)
+    got = [a for a in (decode(m.payload).data for m in answers.messages) if a["status"] != "recorded"]
     assert [(a["id"], a["status"]) for a in got] == [
         (None, "bad_request"),
         ("r1", "bad_request"),
@@ -525,7 +531,7 @@ def test_unknown_or_damaged_images_and_bad_requests_get_answers_in_words(
     assert "image id '../etc/passwd' is not valid" in got[1]["message"]
     assert "'chunk_size' = 5: expected a whole number of at least 512" in got[2]["message"]
     assert "the station's copy of E6-000.jpg" in got[3]["message"] and "stays unrelayed" in got[3]["message"]
-    assert unit.delivered == []
+    assert unit.delivered == ["d9243b8923cc51bfbe99968633e408eb"]
 
 
 # -- the pure parts --------------------------------------------------------------------------------
