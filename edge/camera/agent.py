@@ -380,6 +380,7 @@ class CameraUnit:
                 except Exception:
                     self.counters["internal_errors"] += 1
                     self.log.exception("capture event failed by an internal error; the unit keeps watching")
+                    self._end_broken_event()
                 finally:
                     if self._take_pending() is not None:
                         self.gate.offer(self._mono())  # a trigger during the burst: counted as part of it
@@ -476,6 +477,17 @@ class CameraUnit:
         )
         self.completed.append(event)
         self.current = None
+
+    def _end_broken_event(self) -> None:
+        """An event cut short by a bug still gets its end message: one id, start to end, always."""
+        event, self.current = self.current, None
+        if event is None or event.ended is not None:
+            return
+        with contextlib.suppress(Exception):
+            event.images.sort(key=lambda image: image.index)
+            event.end(self._clock(), str(EndReason.INTERNAL_ERROR))
+            self._publish(event, "end")
+            self.completed.append(event)
 
     def _is_night(self) -> bool:
         try:

@@ -47,6 +47,7 @@ class EndReason(StrEnum):
     MAX_STILLS = "max_stills"
     STOPPED = "stopped"  # the agent is shutting down
     CAMERA_ERROR = "camera_error"
+    INTERNAL_ERROR = "internal_error"  # a bug: logged with its traceback; the unit keeps watching
 
 
 @dataclass(frozen=True, slots=True)
