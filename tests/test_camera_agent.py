@@ -7,6 +7,7 @@ property-tested; the agent runs in real time with short bursts, a real broker, r
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import itertools
 import json
@@ -23,10 +24,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 from gpiozero.pins.mock import MockFactory
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from paho.mqtt.enums import CallbackAPIVersion
 from PIL import Image
 
 from edge.camera.agent import CameraUnit
@@ -49,6 +52,7 @@ from edge.config import parse_config
 from edge.fix import ClockSource, iso_utc
 from edge.messages import decode
 from edge.topics import Topics
+from gateway.image_fetch import ImageFetcher
 from simulators.scenario import Crossing, PirModel, Scenario, SimClock
 from uncia.cli import main
 from uncia.commands.camera import RealTimeScenario
@@ -678,3 +682,33 @@ def test_benchmark_runs_and_ends_with_json() -> None:
         "naive_first_still_p50_ms",
     } <= figures.keys()
     assert figures["triggers"] == 4
+
+
+def test_the_full_image_behind_a_thumbnail_reaches_the_station(broker, collect, tmp_path) -> None:
+    inbox = collect(broker, f"{TOPICS.base}/{CAM}/event/+")
+    config = _config(tmp_path, broker, max_burst=2, retrigger_interval_s=30)
+    scenario = Scenario([Crossing(NIGHT + timedelta(seconds=2.4), 1.0)], PirModel(fire_at=0.35, hold_s=1.5))
+    clock = SimClock(NIGHT)
+    unit, _camera, factory = _unit(config, clock.now, animal=scenario.animal_in_view)
+    player = RealTimeScenario(scenario, factory.pin(config.camera.pir_pin), clock)
+    station = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="station-fetcher")
+    station.connect(broker.host, broker.port)
+    station.loop_start()
+    unit.start()
+    player.start()
+    try:
+        inbox.wait_until(lambda ms: any(m.topic.endswith("/thumbnail") for m in ms), timeout=20)
+        (thumb,) = [m.json()["data"] for m in inbox.messages if m.topic.endswith("/event/thumbnail")]
+        fetcher = ImageFetcher(station, SITE, tmp_path / "station")
+        path = fetcher.fetch(UNIT, thumb["image_id"], timeout=30)
+        fetcher.close()
+    finally:
+        player.stop()
+        unit.stop()
+        station.loop_stop()
+        station.disconnect()
+    original = Path(config.camera.image_dir)
+    (end,) = [d for d in _phases(inbox.unique()) if d["phase"] == "end"]
+    (best,) = [i for i in end["images"] if i["id"] == thumb["image_id"]]
+    expected = (original / best["file"]).read_bytes()
+    assert hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(expected).digest()

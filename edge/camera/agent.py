@@ -79,6 +79,7 @@ from edge.camera.pir import PirSensor
 from edge.camera.ring import PreTriggerBuffer
 from edge.camera.sidecar import Sidecar, SidecarError, recover_directory, write_capture
 from edge.camera.thumbnail import ThumbnailError, thumbnail
+from edge.camera.transfer import ImageSender
 from edge.clock import Clock, system_clock_source, utc_now
 from edge.config import ConfigError, UnitConfig
 from edge.fix import ClockSource
@@ -236,6 +237,18 @@ class CameraUnit:
             envelope=self.envelope,
             log=self.log.getChild("relay"),
         )
+        # The full image on request from the station: chunked, checksummed, resumable, via the outbox.
+        self.image_sender = ImageSender(
+            self.outbox,
+            self.topics,
+            self.envelope,
+            self.find_image,
+            on_delivered=self.mark_relayed,
+            camera=self.camera_id,
+            clock_source=lambda: self._clock_state,
+            log=self.log.getChild("transfer"),
+        )
+        self.image_sender.attach(self.relay)
         # Last: its callback may fire as soon as it exists (it only sets a flag until start()).
         self.pir = PirSensor(
             s.pir_pin,
@@ -301,7 +314,7 @@ class CameraUnit:
         only while the PIR sees motion; turned away like any trigger during a burst or the rest."""
         self._offer(reason)
 
-    # --- the full-image transfer's hooks (edge/camera/transfer.py is written separately) ---------
+    # --- the full-image transfer's hooks (`ImageSender`, edge/camera/transfer.py) ------------------
 
     def find_image(self, image_id: str) -> Path | None:
         """HOOK for serving a full-image request from the station (`edge.camera.transfer.ImageSender`'s
