@@ -184,6 +184,12 @@ class CameraSettings:
     low_free_mb: float = 500.0
     hard_free_mb: float = 100.0
     thumbnail_bytes: int = 20_000
+    # Paired cameras, collar proximity and the camera's own health (docs/camera.md):
+    pair_with: str = ""  # the partner unit's id at the same site (other flank of the trail); "" = none
+    collar_rssi_dbm: float = -80.0  # a collar heard louder than this (a [[lora]] modem) arms capture
+    proximity_hold_s: float = 600.0  # ... for this long after the last time it was heard
+    health_interval_s: float = 600.0  # the camera's status (counters, disk, temperature, degraded)
+    degraded_after_h: float = 48.0  # no light change for this long: buried in snow, lens iced
 
 
 CAMERA_BACKENDS = ("picamera2", "simulated")
@@ -323,6 +329,10 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> UnitConf
     health = _section(data.get("health", {}), "health", HealthSettings, source)
     _positive("health.interval", health.interval, source)
     camera = None if "camera" not in data else _camera_section(data["camera"], lora, source)
+    if camera is not None and camera.pair_with == unit.id:
+        raise ConfigError(
+            "camera.pair_with", camera.pair_with, "another unit's id (not this unit's own)", source
+        )
     return UnitConfig(unit, mqtt, outbox, tuple(serial), lora, fixes, health, camera)
 
 
@@ -359,6 +369,13 @@ def _camera_section(raw: Any, lora: tuple[LoraSettings, ...], source: str | None
     need("hard_free_mb", cam.hard_free_mb >= 0.0, "megabytes, 0 or more")
     need("low_free_mb", cam.low_free_mb >= cam.hard_free_mb, "megabytes, at least hard_free_mb")
     need("thumbnail_bytes", 1024 <= cam.thumbnail_bytes <= 20_000, "bytes, 1024 to 20000")
+    need("pair_with", not cam.pair_with or bool(_NAME.match(cam.pair_with)), 'the partner unit\'s id, or ""')
+    need("collar_rssi_dbm", -140.0 <= cam.collar_rssi_dbm <= 0.0, "dBm, -140 to 0")
+    need("proximity_hold_s", 1.0 <= cam.proximity_hold_s <= 86_400.0, "seconds, 1 to 86400")
+    need("health_interval_s", 10.0 <= cam.health_interval_s <= 86_400.0, "seconds, 10 to 86400")
+    # In the field keep it above a day: a working camera sees a dawn or a dusk every day, and one long
+    # dark night must not count. Shorter settings are for tests and simulations.
+    need("degraded_after_h", 1.0 <= cam.degraded_after_h <= 720.0, "hours, 1 to 720")
     pins = {"pir_pin": cam.pir_pin, "illuminator_pin": cam.illuminator_pin}
     if cam.light_sensor_pin != -1:
         pins["light_sensor_pin"] = cam.light_sensor_pin
