@@ -44,6 +44,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -206,6 +207,7 @@ class Relay:
         self._last_peek = 0.0
         self._acked: list[int] = []
         self._live_mids: set[int] = set()  # availability publishes (not outbox rows)
+        self._live_out: deque[tuple[str, bytes, int]] = deque(maxlen=100)  # publish_now, for the relay thread
         self._refill_at = 1
 
         self._sock: Any = None
@@ -329,6 +331,16 @@ class Relay:
             self._new_subs.append(topic_filter)
         self._wake()
 
+    def publish_now(self, topic: str, payload: bytes, qos: int = 1) -> bool:
+        """Publish at once, NOT through the outbox, a message that is worthless late (a paired camera's
+        trigger). False, and nothing kept, while the broker is not connected; never re-sent after a
+        reconnect. It goes ahead of outbox rows waiting to be published. Any thread may call it."""
+        if not self._mqtt_up or self._stopping:
+            return False
+        self._live_out.append((topic, payload, qos))
+        self._wake()
+        return True
+
     def health(self) -> dict[str, Any]:
         """The health report body (also published every `health_interval` s)."""
         report: dict[str, Any] = {
@@ -411,6 +423,9 @@ class Relay:
         client = self._client
         if self._mqtt_up:
             self._subscribe_new()
+            while self._live_out:  # publish_now: paho's client is only ever touched on this thread
+                topic, payload, qos = self._live_out.popleft()
+                self._live_mids.add(self._client.publish(topic, payload, qos=qos).mid)
             self._fill()
             if client.want_write():
                 client.loop_write()
@@ -543,6 +558,7 @@ class Relay:
             self._resend = sorted([*self._inflight.values(), *self._resend], key=lambda r: r.id)
             self._inflight.clear()
         self._live_mids.clear()
+        self._live_out.clear()
         if self._stopping:
             return
         if was_up:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import random
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -36,6 +37,7 @@ CAPTURE_TYPE = "capture"
 THUMBNAIL_TYPE = "thumbnail"
 PHASES = ("start", "update", "end")
 _MAX_REASONS = 5  # distinct save-failure reasons kept per event: enough to act on, bounded
+_TAG_LOCK = threading.Lock()  # two threads tagging one event at once must not lose a tag
 
 
 def new_event_id(trigger: datetime, rng: random.Random) -> str:
@@ -83,7 +85,7 @@ class CaptureEvent:
     event_id: str
     unit_id: str
     camera_id: str
-    trigger: str  # "pir", "pir-continued" (motion outlasted the rest), "manual"
+    trigger: str  # "pir", "pir-continued" (motion outlasted the rest), "manual", "pair", "self_check"
     trigger_time: datetime
     clock: ClockSource
     night: bool
@@ -98,6 +100,15 @@ class CaptureEvent:
     first_still_ms: float | None = None  # trigger to the first still on the card
     camera_ms: list[float] = field(default_factory=list)  # time inside the camera per still
     illuminator_s: float = 0.0
+    # What other parts of the unit know about the event (``pair``: the partner camera's event,
+    # ``collars``: collars heard nearby). Replaced whole, never changed in place: other threads add
+    # tags while the capture thread builds message bodies from it.
+    tags: dict[str, Any] = field(default_factory=dict)
+
+    def tag(self, key: str, value: Any) -> None:
+        """Add or replace one tag (safe from any thread)."""
+        with _TAG_LOCK:
+            self.tags = {**self.tags, key: value}
 
     @property
     def stills(self) -> list[SavedImage]:
@@ -138,6 +149,9 @@ class CaptureEvent:
             },
             "stills": len(stills),
         }
+        tags = self.tags
+        if tags:
+            out["tags"] = tags
         if phase == "update" and latest is not None:
             out["still"] = latest.to_dict()
         if phase == "end":
