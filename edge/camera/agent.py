@@ -25,7 +25,11 @@ goes on. The outbox keeps its messages in memory while its own writes fail (`edg
 
 Threads: ``camera`` (lores frames into the buffer; restarts the stream after camera errors),
 ``capture`` (events, one at a time), gpiozero's pin thread (the PIR callback only sets a flag),
-the outbox committer and the relay.
+the outbox committer and the relay; the add-ons' own (``uncia-health``, one per LoRa modem).
+
+Add-ons (`edge.camera.addons`): the camera's health status, paired cameras (``pair_with``) and
+collar-proximity arming (a ``[[lora]]`` table) live in their own modules and see the capture path
+through a few hooks (event started/ended, lores frames, burst policy, motion).
 
 Seams: the camera backend, the pin factory, the wall clock (frame and event times), the monotonic
 clock (intervals), the clock's source (``edge.clock.system_clock_source``; pass one that answers
@@ -53,6 +57,7 @@ from typing import Any
 from gpiozero.pins import Factory
 from PIL import Image
 
+from edge.camera.addons import build_addons, longest_burst
 from edge.camera.backend import CameraBackend, CameraError, Frame, pump_lores
 from edge.camera.capture import (
     BestStill,
@@ -74,6 +79,7 @@ from edge.camera.events import (
     thumbnail_body,
 )
 from edge.camera.exif import ExifError, Position, image_unique_id, write_exif
+from edge.camera.health import HealthSensors, unit_report
 from edge.camera.illuminator import IrIlluminator
 from edge.camera.pir import PirSensor
 from edge.camera.ring import PreTriggerBuffer
@@ -118,6 +124,7 @@ class CameraUnit:
         daylight: DaylightSource | None = None,
         disk_usage: Callable[[Path], DiskUsage] = shutil.disk_usage,
         rng: random.Random | None = None,
+        health_sensors: HealthSensors | None = None,
         log: logging.Logger | None = None,
     ) -> None:
         settings = config.camera
@@ -135,7 +142,7 @@ class CameraUnit:
         self.illuminator = IrIlluminator(
             settings.illuminator_pin,
             pin_factory=pin_factory,
-            max_on_s=settings.max_burst * settings.burst_interval_s + _LAMP_MARGIN_S,
+            max_on_s=longest_burst(config) * settings.burst_interval_s + _LAMP_MARGIN_S,
             clock=monotonic,
         )
         self._clock = clock
@@ -179,6 +186,13 @@ class CameraUnit:
         self._closing.callback(self.illuminator.close)
         try:
             self._build(pin_factory, daylight, disk_usage)
+            self.addons = build_addons(
+                self,
+                clock=clock,
+                monotonic=monotonic,
+                clock_source=clock_source,
+                health_sensors=health_sensors,
+            )
         except BaseException:
             self._closing.close()
             raise
@@ -274,6 +288,7 @@ class CameraUnit:
             thread = threading.Thread(target=target, name=f"uncia-{name}", daemon=True)
             self._threads.append(thread)
             thread.start()
+        self.addons.each("start")
         self.log.info(
             "camera unit %s/%s camera %s (%s) watching: PIR GPIO%d, IR lamp GPIO%d, %s s pre-trigger,"
             " a still every %s s up to %d, rest %s s; images in %s; broker %s:%d",
@@ -300,6 +315,7 @@ class CameraUnit:
         self._triggered.set()
         for thread in self._threads:
             thread.join(timeout + 5.0)
+        self.addons.each("stop")
         self.illuminator.off()
         with contextlib.suppress(Exception):
             self.camera.close()
@@ -376,6 +392,7 @@ class CameraUnit:
     def _on_lores(self, frame: Frame) -> None:
         self.ring.append(frame)
         self.counters["lores_frames"] += 1
+        self.addons.each("on_lores", frame)
 
     def _capture_loop(self) -> None:
         next_housekeeping = self._mono() + _HOUSEKEEPING_S
@@ -397,6 +414,7 @@ class CameraUnit:
                 finally:
                     if self._take_pending() is not None:
                         self.gate.offer(self._mono())  # a trigger during the burst: counted as part of it
+                    self.gate.policy = self.addons.policy(self.policy)  # e.g. no rest while a collar is near
                     self.gate.finished(self._mono())
                     next_housekeeping = 0.0
             if self._mono() >= next_housekeeping:
@@ -423,11 +441,12 @@ class CameraUnit:
         )
         self.current = event
         self.counters["events"] += 1
+        self.addons.each("event_started", event)  # tags, and the paired camera's trigger, go first
         self._publish(event, "start")
         waiting = list(enumerate(pre))  # pre-trigger frames still to save: images 000, 001, ...
         index = len(pre)
         ranker = BestStill(pre[0].jpeg if pre else None)
-        burst = Burst(self.policy, trigger_mono)
+        burst = Burst(self.addons.policy(self.policy), trigger_mono)
         reason: EndReason | None = None
         lamp_before = self.illuminator.on_time_s
         with self.illuminator.lit(night):
@@ -461,7 +480,7 @@ class CameraUnit:
                 if not self._wait_until(due):
                     reason = EndReason.STOPPED
                     break
-                reason = burst.carry_on(self.pir.motion_detected)
+                reason = burst.carry_on(self.pir.motion_detected or self.addons.motion())
         event.illuminator_s = self.illuminator.on_time_s - lamp_before
         for i, frame in waiting:  # the lamp is off now: the rest of the pre-trigger frames
             self._save(event, frame, i)
@@ -488,6 +507,7 @@ class CameraUnit:
             "-" if event.pre_trigger_s is None else f"{event.pre_trigger_s:.2f}",
             reason,
         )
+        self.addons.each("event_ended", event, pre[0].jpeg if pre else None, ranker.best_jpeg)
         self.completed.append(event)
         self.current = None
 
@@ -500,6 +520,7 @@ class CameraUnit:
             event.images.sort(key=lambda image: image.index)
             event.end(self._clock(), str(EndReason.INTERNAL_ERROR))
             self._publish(event, "end")
+            self.addons.each("event_ended", event, None, None)
             self.completed.append(event)
 
     def _is_night(self) -> bool:
@@ -559,7 +580,12 @@ class CameraUnit:
             trigger=event.trigger,
             camera_id=self.camera_id,
             position=self.position,
-            extra={"image_id": image_id, "night": event.night, "pre_trigger": frame.stream == "lores"},
+            extra={
+                "image_id": image_id,
+                "night": event.night,
+                "pre_trigger": frame.stream == "lores",
+                **event.tags,
+            },
         )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -682,31 +708,6 @@ class CameraUnit:
     # --- health ----------------------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        """The agent's part of the unit's health report (also in the relay's periodic message)."""
-        lamp = self.illuminator
-        last = self.completed[-1] if self.completed else None
-        try:
-            free: int | None = self.store.free_bytes()
-        except OSError:
-            free = None
-        return {
-            "camera": {"id": self.camera_id, "backend": self.camera.name, "buffered_frames": len(self.ring)},
-            "clock": str(self._clock_state),
-            "night": self.night,
-            "pir": {"triggers": self.pir.triggers, "bounces": self.pir.bounces},
-            "turned_away": {
-                "busy": self.gate.counts[Verdict.BUSY],
-                "resting": self.gate.counts[Verdict.RESTING],
-            },
-            "counters": dict(self.counters),
-            "illuminator": {
-                "lit": lamp.is_lit,
-                "activations": lamp.activations,
-                "on_time_s": round(lamp.on_time_s, 1),
-                "watchdog_trips": lamp.watchdog_trips,
-            },
-            "store": {**self.store.stats(), "free_bytes": free},
-            "last_event": None
-            if last is None
-            else {"id": last.event_id, "first_still_ms": last.first_still_ms, "stills": len(last.stills)},
-        }
+        """The agent's part of the unit's health report (also in the relay's periodic message); the
+        camera's own status goes on its ``state/health`` topic (`edge.camera.health`)."""
+        return unit_report(self, self._clock_state)
