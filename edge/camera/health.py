@@ -16,9 +16,10 @@ source ``<camera>-health``; body in docs/camera.md):
 - **disk**: free bytes on the image card and the image store's counts;
 - **CPU temperature** (``/sys/class/thermal/thermal_zone0/temp`` when the board has it) and
   **battery voltage** (only if a reader is wired in: `HealthSensors.battery_volts`);
-- **self-check**: once a minute after start and then every 24 h the unit takes a picture on its own
-  (an event with trigger ``self_check``: its thumbnail goes to the station like any other), so
-  someone can look at what the camera sees without waiting for an animal;
+- **self-check**: a minute after start and then every 24 h the unit takes a picture on its own (an
+  event with trigger ``self_check``: its thumbnail goes to the station like any other), so someone
+  can look at what the camera sees without waiting for an animal; it waits for a quiet moment (no
+  event for 30 s, the PIR at rest) so it never takes the place of a real capture;
 - **degraded**: the camera looks at one low-resolution frame a minute and compares its brightness
   (mean grey level and the camera's own lux estimate) and its picture (a 64 × 48 grey signature)
   with the last one that was different. Days pass with dawns and dusks, animals and shadows; a
@@ -74,6 +75,7 @@ SAMPLE_EVERY_S = 60.0  # one lores frame a minute is plenty for a check measured
 SELF_CHECK_FIRST_S = 60.0
 SELF_CHECK_EVERY_S = 86_400.0
 SELF_CHECK_RETRY_S = 60.0  # a self-check turned away (a burst, a rest) is asked for again after this
+SELF_CHECK_QUIET_S = 30.0  # ... and it waits for a quiet moment: no event for this long, PIR at rest
 
 
 def read_cpu_temperature(path: Path = THERMAL_ZONE) -> float | None:
@@ -216,6 +218,7 @@ class CameraHealth(CameraAddon):
         self._next_status = self._started  # the first status right at start
         self._self_check_due = self._started + SELF_CHECK_FIRST_S
         self._self_check_asked: float | None = None
+        self._last_event_end: float | None = None
         self._published_degraded = False
         self._status_asked = False  # publish at the next round (a self-check was taken)
         self._wake = threading.Event()
@@ -252,6 +255,7 @@ class CameraHealth(CameraAddon):
     def event_ended(self, event: CaptureEvent, background: bytes | None, best: bytes | None) -> None:
         trigger = event.trigger
         self.events[trigger] += 1
+        self._last_event_end = self._mono()
         if trigger == SELF_CHECK:
             self._self_check_asked = None
             self._self_check_due = self._mono() + SELF_CHECK_EVERY_S
@@ -378,13 +382,20 @@ class CameraHealth(CameraAddon):
             self._wake.wait(self._poll_s)
             self._wake.clear()
 
+    def _quiet(self, now: float) -> bool:
+        """Whether a self-check may be asked for now: not too soon after the last ask, and not while an
+        animal is about (it would take the place of, or cut short, a real capture)."""
+        if self._self_check_asked is not None and now - self._self_check_asked < SELF_CHECK_RETRY_S:
+            return False
+        if self._last_event_end is not None and now - self._last_event_end < SELF_CHECK_QUIET_S:
+            return False
+        return self.unit.current is None and not self.unit.pir.motion_detected
+
     def tick(self) -> None:
         """One round of the health thread: ask for a self-check when one is due, and publish the status
         when it is due, when degraded changed, or after a self-check."""
         now = self._mono()
-        if now >= self._self_check_due and (
-            self._self_check_asked is None or now - self._self_check_asked >= SELF_CHECK_RETRY_S
-        ):
+        if now >= self._self_check_due and self._quiet(now):
             self._self_check_asked = now
             self.unit.trigger(SELF_CHECK)
         degraded = self.degraded
