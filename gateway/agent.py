@@ -14,69 +14,15 @@ from datetime import date, datetime
 from typing import Any
 
 from edge.clock import system_clock_source, utc_now
-from edge.config import SerialSettings, UnitConfig
+from edge.config import UnitConfig
 from edge.decoder import FixDecoder
 from edge.fix import ClockSource, Fix
+from edge.fix_source import FixListener, SourceWorker, publish_fix
 from edge.messages import Envelope
 from edge.outbox import Outbox
 from edge.relay import Relay
-from edge.serial_source import SerialSource
 from edge.topics import Topics
 from gateway.lora_ingest import LoraWorker, RadioFix, RawPacket
-
-FixListener = Callable[[str, Fix], None]
-
-
-class SourceWorker:
-    """Reads one serial source in its own thread and hands each decoded fix to `accept`."""
-
-    def __init__(
-        self,
-        settings: SerialSettings,
-        decoder: FixDecoder,
-        accept: FixListener,
-        stop: threading.Event,
-        log: logging.Logger,
-    ) -> None:
-        self.settings = settings
-        self.decoder = decoder
-        self.source = SerialSource(settings.port, baudrate=settings.baudrate, name=settings.name, log=log)
-        self._accept = accept
-        self._stop = stop
-        self._log = log
-        self.fixes = 0
-        self.thread = threading.Thread(target=self._run, name=f"source-{settings.name}", daemon=True)
-
-    def _run(self) -> None:
-        name, decoder, accept = self.settings.name, self.decoder, self._accept
-        try:
-            for chunk in self.source.read_chunks(self._stop):
-                # b"" marks a quiet spell: the epoch in progress is complete (a half-received line
-                # stays pending; the device may only be slow).
-                for fix in decoder.feed(chunk) if chunk else decoder.idle():
-                    accept(name, fix)
-                    self.fixes += 1
-            for fix in decoder.flush():
-                accept(name, fix)
-                self.fixes += 1
-        except Exception:  # a bug must not silently stop a source: say so loudly, the watchdog restarts us
-            self._log.exception("source %s stopped by an internal error", name)
-            raise
-        finally:
-            self.source.close()
-
-    def stats(self) -> dict[str, Any]:
-        source = self.source
-        return {
-            "port": self.settings.port,
-            "connected": source.connected,
-            "bytes": source.bytes_read,
-            "reconnects": source.reconnects,
-            "last_error": source.last_error,
-            "sentences": self.decoder.sentences_ok,
-            "fixes": self.fixes,
-            "dropped": dict(self.decoder.dropped),
-        }
 
 
 class Gateway:
@@ -147,31 +93,30 @@ class Gateway:
         return self.clock().date()
 
     def _accept(self, source: str, fix: Fix) -> None:
-        received = self.clock()
-        clock = self._clock_state
-        envelope = self.envelope
-
-        def payload(seq: int) -> bytes:
-            return envelope.fix(source, seq, fix, received=received, clock=clock)
-
-        self.outbox.enqueue(source, self.topics.fix(source), payload)
+        publish_fix(
+            self.outbox,
+            self.topics,
+            self.envelope,
+            source,
+            fix,
+            received=self.clock(),
+            clock=self._clock_state,
+        )
         if self.on_fix is not None:
             self.on_fix(source, fix)
 
     def _accept_radio_fix(self, heard: RadioFix) -> None:
         """A collar fix from a LoRa modem: the collar is the entity, the radio details travel along."""
-        received = self.clock()
-        clock = self._clock_state
-        envelope = self.envelope
-        data = heard.fix.to_dict()
-        data.update(heard.extra())
-
-        def payload(seq: int) -> bytes:
-            return envelope.encode(
-                heard.collar, seq, "fix", data, time=data["time"], received=received, clock=clock
-            )
-
-        self.outbox.enqueue(heard.collar, self.topics.fix(heard.collar), payload)
+        publish_fix(
+            self.outbox,
+            self.topics,
+            self.envelope,
+            heard.collar,
+            heard.fix,
+            received=self.clock(),
+            clock=self._clock_state,
+            extra=heard.extra(),
+        )
         if self.on_fix is not None:
             self.on_fix(heard.collar, heard.fix)
 
