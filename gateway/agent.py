@@ -18,11 +18,11 @@ from edge.config import UnitConfig
 from edge.decoder import FixDecoder
 from edge.fix import ClockSource, Fix
 from edge.fix_source import FixListener, SourceWorker, publish_fix
+from edge.lora.ingest import LoraWorker, RadioFix, RawPacket
 from edge.messages import Envelope
 from edge.outbox import Outbox
 from edge.relay import Relay
 from edge.topics import Topics
-from gateway.lora_ingest import LoraWorker, RadioFix, RawPacket
 
 
 class Gateway:

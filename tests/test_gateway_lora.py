@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 import pytest
 
 from edge.config import parse_config
+from edge.lora.ingest import LoraWorker, PacketDecoder
 from edge.lora.modem import RadioSettings
 from edge.lora.payload import decode
 from edge.lora.reyax import RylrModem
 from edge.topics import Topics
 from gateway.agent import Gateway
-from gateway.lora_ingest import LoraWorker, PacketDecoder
 from simulators.collar import Collar, CollarFleet
 from simulators.lora_air import Air
 from simulators.lora_rak3172 import Rak3172Emulator

@@ -15,7 +15,7 @@ close: tune the threshold on site by walking a collar past the trap) arms the un
   each), in its capture messages and in every image's sidecar saved after the tag.
 
 `CollarProximity` is the pure core (packets and a monotonic time in, armed or not out).
-`CollarListener` is the add-on: one `gateway.lora_ingest.LoraWorker` per modem (the station's modem
+`CollarListener` is the add-on: one `edge.lora.ingest.LoraWorker` per modem (the station's modem
 worker: configure, receive, health check, reset and retry with backoff, each failure logged once
 with its reason), feeding the core. Packets that are not collar fixes are counted and dropped: the
 camera unit does not relay what it hears (the station's own modem does that).
@@ -34,8 +34,8 @@ from edge.camera.addons import CameraAddon
 from edge.camera.capture import BurstPolicy
 from edge.camera.events import CaptureEvent
 from edge.config import LoraSettings
+from edge.lora.ingest import LoraWorker, ModemFactory, PacketDecoder, RadioFix, RawPacket, open_modem
 from edge.lora.modem import Packet
-from gateway.lora_ingest import LoraWorker, ModemFactory, PacketDecoder, RadioFix, RawPacket, open_modem
 
 if TYPE_CHECKING:
     from edge.camera.agent import CameraUnit

@@ -1,4 +1,4 @@
-"""LoRa ingest at the station: one worker per modem, from radio packets to fixes in the outbox.
+"""LoRa ingest: one worker per modem, from radio packets to collar fixes (station and camera units).
 
 Each packet is accounted for exactly once: decoded into collar fixes (relayed with the radio's RSSI
 and SNR, the receiving modem and the collar id), or relayed raw to the modem's ``event/raw`` topic
