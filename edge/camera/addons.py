@@ -160,7 +160,14 @@ def build_addons(
     from edge.camera.proximity import CollarListener
 
     s, log = unit.settings, unit.log
-    addons: list[CameraAddon] = [
+    addons: list[CameraAddon] = []
+    if unit.config.serial:  # a GPS on the unit: position and clock source follow its fixes
+        from edge.camera.gps import UnitGps
+
+        gps = UnitGps(unit, monotonic=monotonic, fallback=clock_source, log=log.getChild("gps"))
+        addons.append(gps)
+        clock_source = gps.clock_source
+    addons.append(
         CameraHealth(
             unit,
             clock=clock,
@@ -169,7 +176,7 @@ def build_addons(
             sensors=health_sensors,
             log=log.getChild("health"),
         )
-    ]
+    )
     if s.pair_with:
         addons.append(
             PairedCamera(

@@ -79,6 +79,7 @@ from edge.camera.events import (
     thumbnail_body,
 )
 from edge.camera.exif import ExifError, Position, image_unique_id, write_exif
+from edge.camera.gps import UnitGps
 from edge.camera.health import HealthSensors, unit_report
 from edge.camera.illuminator import IrIlluminator
 from edge.camera.pir import PirSensor
@@ -193,6 +194,9 @@ class CameraUnit:
                 clock_source=clock_source,
                 health_sensors=health_sensors,
             )
+            gps = self.addons.get(UnitGps)
+            if gps is not None:  # records say "gps" while the unit's own GPS vouches for the clock
+                self._clock_source = gps.clock_source
         except BaseException:
             self._closing.close()
             raise
