@@ -255,8 +255,10 @@ def test_a_pir_edge_on_one_unit_makes_both_capture_within_100_ms(broker, collect
     # A's trigger time travels to the millisecond (cut, not rounded): the tag may be up to 1 ms more.
     assert lag_s * 1000 - 0.1 <= b_event.tags["pair"]["lag_ms"] <= lag_s * 1000 + 1.1
     assert a_event.tags["pair"] == {"partner": "cam-b", "started_by": "self", "sent": True}
-    # B's PIR never fired, yet its burst followed A's (3 stills each: max_burst).
-    assert len(a_event.stills) == 3 and len(b_event.stills) == 3
+    # B's PIR never fired, yet its burst followed A's: A took max_burst (3) stills; B keeps going while
+    # A's burst runs, so it takes more than its first still. Its last one races A's end notice (due
+    # a millisecond or two after A's, under load it can come after the notice), hence 2 or 3.
+    assert len(a_event.stills) == 3 and 2 <= len(b_event.stills) <= 3
     assert pair.a.addons.get(PairedCamera).counts["received"] == 0
     assert pair.b.addons.get(PairedCamera).counts["received"] == 1
 
