@@ -29,7 +29,7 @@ from typing import Literal
 import serial
 
 from edge.lora.errors import ErrorMeaning
-from edge.lora.modem import ModemError, ModemTimeout
+from edge.lora.modem import LoraModem, ModemError, ModemTimeout, RadioSettings
 
 # Longest single blocking read: bounds how late a partial length-framed packet is given up on.
 # close() wakes the read at once through pyserial's cancel_read, so this is not polling.
@@ -520,3 +520,36 @@ class AtChannel:
             if self._failed is None:
                 self._failed = "port closed"
             self._cond.notify_all()
+
+
+class AtModem(LoraModem):
+    """What the AT-command drivers share: the channel, the label, and how a recovery ends.
+
+    Subclasses set ``channel``, ``log``, ``settings`` (the last configured, or None), ``boot_timeout``
+    and ``_reset`` (the reset line or None) in their constructor.
+    """
+
+    channel: AtChannel
+    log: logging.Logger
+    settings: RadioSettings | None
+    boot_timeout: float
+    _reset: Callable[[], None] | None
+
+    @property
+    def label(self) -> str:
+        return self.channel.label
+
+    def _finish_recovery(self, boots: int, how: str, banner: str, cause: str) -> None:
+        """After a reset (`how`): wait for the boot `banner`, then configure again (or just probe)."""
+        if not self.channel.wait_boot(boots, self.boot_timeout):
+            raise ModemTimeout(
+                f"{self.label}: no {banner} within {self.boot_timeout:.1f} s after {how} — {cause}"
+            )
+        if self.settings is not None:
+            self.configure(self.settings)
+        else:
+            self.probe()
+        self.log.info("%s: recovered after %s", self.label, how)
+
+    def close(self) -> None:
+        self.channel.close()

@@ -35,10 +35,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from edge.lora.at import AtChannel, AtReply, Dialect
+from edge.lora.at import AtChannel, AtModem, AtReply, Dialect
 from edge.lora.errors import rak_meaning
 from edge.lora.modem import (
-    LoraModem,
     ModemError,
     ModemMismatch,
     ModemTimeout,
@@ -123,7 +122,7 @@ def _value(reply: AtReply, command: str) -> str:
     raise ModemError(f"answer to {command} holds no value: {reply.lines!r}", command=command)
 
 
-class Rak3172Modem(LoraModem):
+class Rak3172Modem(AtModem):
     """A RAK3172 (RUI3 firmware) on a serial port, receiving collar packets in LoRa P2P mode.
 
     Wiring: module UART2 (pin 1 RX2, pin 2 TX2) to the Pi's TXD/RXD, 3.3 V only; its NRST pin on a
@@ -170,10 +169,6 @@ class Rak3172Modem(LoraModem):
         )
         self.log = self.channel.log
         self._boots_seen = 0
-
-    @property
-    def label(self) -> str:
-        return self.channel.label
 
     def probe(self) -> None:
         self.channel.command("AT")
@@ -348,20 +343,9 @@ class Rak3172Modem(LoraModem):
             how = "ATZ"
             self.channel.send_only("ATZ")
         self.receiving = False
-        if not self.channel.wait_boot(boots, self.boot_timeout):
-            cause = (
-                "reset line not wired to NRST, or module without power?"
-                if self._reset
-                else "module hung: power-cycle it (or wire NRST to a GPIO)"
-            )
-            raise ModemTimeout(
-                f"{self.label}: no restart banner within {self.boot_timeout:.1f} s after {how} — {cause}"
-            )
-        if self.settings is not None:
-            self.configure(self.settings)
-        else:
-            self.probe()
-        self.log.info("%s: recovered after %s", self.label, how)
-
-    def close(self) -> None:
-        self.channel.close()
+        cause = (
+            "reset line not wired to NRST, or module without power?"
+            if self._reset
+            else "module hung: power-cycle it (or wire NRST to a GPIO)"
+        )
+        self._finish_recovery(boots, how, "restart banner", cause)

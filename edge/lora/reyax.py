@@ -35,10 +35,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from edge.lora.at import AtChannel, AtReply, Dialect
+from edge.lora.at import AtChannel, AtModem, AtReply, Dialect
 from edge.lora.errors import REYAX_RADIO_ERRORS, reyax_meaning
 from edge.lora.modem import (
-    LoraModem,
     ModemError,
     ModemMismatch,
     ModemTimeout,
@@ -194,7 +193,7 @@ def _ints(text: str, count: int, command: str) -> list[int]:
     return numbers
 
 
-class RylrModem(LoraModem):
+class RylrModem(AtModem):
     """A REYAX RYLR998/RYLR498 (or RYLR896/RYLR406) on a serial port, receiving collar packets.
 
     Wiring: modem TXD to the Pi's RXD and RXD to TXD, 3.3 V only; the modem's RST pin (active low)
@@ -244,10 +243,6 @@ class RylrModem(LoraModem):
         )
         self.log = self.channel.log
         self._boots_seen = 0
-
-    @property
-    def label(self) -> str:
-        return self.channel.label
 
     def probe(self) -> None:
         self.channel.command("AT")
@@ -427,19 +422,8 @@ class RylrModem(LoraModem):
                     "(or wire its RST pin to a GPIO)",
                     command="AT+RESET",
                 ) from exc
-        if not self.channel.wait_boot(boots, self.boot_timeout):
-            cause = "reset line not wired to RST, or modem without power?" if self._reset else "modem hung?"
-            raise ModemTimeout(
-                f"{self.label}: no +READY within {self.boot_timeout:.1f} s after {how} — {cause}"
-            )
-        if self.settings is not None:
-            self.configure(self.settings)
-        else:
-            self.probe()
-        self.log.info("%s: recovered after %s", self.label, how)
-
-    def close(self) -> None:
-        self.channel.close()
+        cause = "reset line not wired to RST, or modem without power?" if self._reset else "modem hung?"
+        self._finish_recovery(boots, how, "+READY", cause)
 
 
 def _password(text: str) -> str | None:
