@@ -196,6 +196,34 @@ CAMERA_BACKENDS = ("picamera2", "simulated")
 
 
 @dataclass(frozen=True)
+class StationSettings:
+    """The base station's hub (``[station]``, gateway role only): the station record, alert limits
+    and the staff web page. Times are in the unit the key names; distances in metres.
+
+    ``boundary`` is a GeoJSON file: Polygon/MultiPolygon features with ``properties.kind``
+    ``"reserve"`` (the reserve boundary: a fix outside it raises a geofence alert) or ``"village"`` /
+    ``"camp"`` (a fix within ``conflict_buffer_m`` of one raises a conflict alert). Empty: no geofence.
+    """
+
+    record: str = "/var/lib/uncia/station.sqlite3"
+    image_dir: str = "/var/lib/uncia/station-images"  # full images fetched from camera units
+    retention_days: float = 400.0  # fixes, captures and cleared alerts older than this are pruned
+    boundary: str = ""
+    web: bool = True
+    web_host: str = "0.0.0.0"  # the station LAN; "127.0.0.1" keeps the page on this machine
+    web_port: int = 8080
+    unit_offline_min: float = 30.0
+    collar_silent_h: float = 6.0
+    mortality_radius_m: float = 50.0  # fixes staying within this radius ...
+    mortality_h: float = 12.0  # ... for this long: mortality or collar drop-off
+    conflict_buffer_m: float = 1000.0
+    low_battery_percent: float = 20.0  # collars (percent from the LoRa payload)
+    low_battery_v: float = 3.4  # camera units (battery_v in their health)
+    disk_full_percent: float = 90.0
+    coarse_precision_m: float = 1000.0  # the shared position feed is rounded to this grid
+
+
+@dataclass(frozen=True)
 class UnitConfig:
     unit: UnitSettings
     mqtt: MqttSettings = field(default_factory=MqttSettings)
@@ -205,6 +233,7 @@ class UnitConfig:
     fixes: FixGate = field(default_factory=FixGate)
     health: HealthSettings = field(default_factory=HealthSettings)
     camera: CameraSettings | None = None
+    station: StationSettings | None = None
 
 
 _BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
@@ -258,7 +287,7 @@ def _positive(key: str, value: float, source: str | None, *, allow_zero: bool = 
 
 def parse_config(data: Mapping[str, Any], source: str | None = None) -> UnitConfig:
     """Validate an already-loaded TOML document; raise `ConfigError` on the first problem."""
-    allowed = {"unit", "mqtt", "outbox", "serial", "lora", "fixes", "health", "camera"}
+    allowed = {"unit", "mqtt", "outbox", "serial", "lora", "fixes", "health", "camera", "station"}
     for key in data:
         if key not in allowed:
             raise ConfigError(key, data[key], f"one of the sections {', '.join(sorted(allowed))}", source)
@@ -333,7 +362,35 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> UnitConf
         raise ConfigError(
             "camera.pair_with", camera.pair_with, "another unit's id (not this unit's own)", source
         )
-    return UnitConfig(unit, mqtt, outbox, tuple(serial), lora, fixes, health, camera)
+    station = None if "station" not in data else _station_section(data["station"], source)
+    if station is not None and unit.role != "gateway":
+        raise ConfigError(
+            "station", "[station]", "only in a gateway's config (unit.role = 'gateway')", source
+        )
+    return UnitConfig(unit, mqtt, outbox, tuple(serial), lora, fixes, health, camera, station)
+
+
+def _station_section(raw: Any, source: str | None) -> StationSettings:
+    st = _section(raw, "station", StationSettings, source)
+    if not 0 < st.web_port < 65536:
+        raise ConfigError("station.web_port", st.web_port, "a TCP port between 1 and 65535", source)
+    for key in (
+        "retention_days",
+        "unit_offline_min",
+        "collar_silent_h",
+        "mortality_radius_m",
+        "mortality_h",
+        "coarse_precision_m",
+        "low_battery_v",
+    ):
+        _positive(f"station.{key}", getattr(st, key), source)
+    _positive("station.conflict_buffer_m", st.conflict_buffer_m, source, allow_zero=True)
+    for key in ("low_battery_percent", "disk_full_percent"):
+        if not 0 <= getattr(st, key) <= 100:
+            raise ConfigError(f"station.{key}", getattr(st, key), "a percentage 0-100", source)
+    if st.boundary and not Path(st.boundary).is_file():
+        raise ConfigError("station.boundary", st.boundary, "an existing GeoJSON file", source)
+    return st
 
 
 def _camera_section(raw: Any, lora: tuple[LoraSettings, ...], source: str | None) -> CameraSettings:

@@ -308,6 +308,10 @@ class Relay:
         self._thread = threading.Thread(target=self._run, name="uncia-relay", daemon=True)
         self._thread.start()
 
+    def alive(self) -> bool:
+        """True while the relay thread runs (a systemd watchdog ping means "all workers alive")."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self, timeout: float = 5.0) -> bool:
         """Send what can be sent within `timeout` s, publish ``offline``, disconnect.
 

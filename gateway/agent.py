@@ -163,6 +163,11 @@ class Gateway:
         self.outbox.close()
         self.log.info("gateway stopped")
 
+    def alive(self) -> bool:
+        """True while the relay and every source's thread run: the systemd watchdog pings only then."""
+        threads = [w.thread for w in self.workers] + [w.thread for w in self.lora_workers]
+        return self.relay.alive() and all(t.is_alive() for t in threads)
+
     def wait(self, stop: threading.Event) -> None:
         """Run until `stop` is set (the CLI sets it on SIGTERM/SIGINT)."""
         stop.wait()

@@ -311,6 +311,10 @@ class CameraUnit:
             self.config.mqtt.port,
         )
 
+    def alive(self) -> bool:
+        """True while the relay and every thread of the unit run: the systemd watchdog pings only then."""
+        return self.relay.alive() and bool(self._threads) and all(t.is_alive() for t in self._threads)
+
     def stop(self, timeout: float = 5.0) -> None:
         """End a running burst (its end message is still sent), stop the camera, give the relay
         `timeout` s to send what waits, and release every pin with the lamp off."""
