@@ -1,0 +1,1 @@
+"""The base station's hub: record, registry, alerts, commands, web."""
