@@ -20,11 +20,13 @@ Example (see deploy/gateway.example.toml for the full, commented file)::
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -478,6 +480,33 @@ def _lora_sections(raw: Any, taken: set[str], source: str | None) -> tuple[LoraS
             ) from exc
         out.append(item)
     return tuple(out)
+
+
+def effective_config(config: UnitConfig) -> dict[str, Any]:
+    """The configuration as the unit parsed it, defaults filled in, JSON-ready. Holds no secret: the
+    config names files (password, key) but never carries their contents."""
+    return asdict(config)
+
+
+def config_hash(config: UnitConfig) -> str:
+    """12 hex digits that change whenever the effective configuration does (shown in the unit registry,
+    so staff see which units run an old config)."""
+    text = json.dumps(effective_config(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def software_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("uncia")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def unit_identity(config: UnitConfig) -> dict[str, Any]:
+    """What a unit says about itself in every health report: role, software version, config hash."""
+    return {"role": config.unit.role, "software": software_version(), "config_hash": config_hash(config)}
 
 
 def load_config(path: str | Path) -> UnitConfig:

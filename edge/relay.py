@@ -172,6 +172,7 @@ class Relay:
         unit: UnitSettings | None = None,
         health_interval: float = 60.0,
         health_extra: Callable[[], dict[str, Any]] | None = None,
+        identity: dict[str, Any] | None = None,
         clock_source: Callable[[], ClockSource] | None = None,
         envelope: Envelope | None = None,
         log: logging.Logger | None = None,
@@ -190,6 +191,7 @@ class Relay:
         self.window = settings.window
         self.health_interval = health_interval
         self.health_extra = health_extra
+        self.identity = dict(identity or {})  # role, software, config_hash: see edge.config.unit_identity
         self.clock_source = clock_source or (lambda: ClockSource.UNSYNCED)
         self.envelope = envelope or Envelope(self.unit)
         self.log = log or logging.getLogger("uncia.relay")
@@ -348,6 +350,7 @@ class Relay:
     def health(self) -> dict[str, Any]:
         """The health report body (also published every `health_interval` s)."""
         report: dict[str, Any] = {
+            **self.identity,
             "connected": self._mqtt_up,
             "broker": self.address,
             "uptime_s": round(self._clock() - self._started_at, 1),

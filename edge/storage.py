@@ -305,6 +305,11 @@ class ImageStore:
     def free_bytes(self) -> int:
         return int(self._disk_usage(self.root).free)
 
+    def usage(self) -> tuple[int, int]:
+        """(free, total) bytes of the card holding the images."""
+        du = self._disk_usage(self.root)
+        return int(du.free), int(du.total)
+
     def enforce(self) -> list[Deletion]:
         """Delete what the watermarks require (see the module notes); returns what was deleted."""
         with self._lock:

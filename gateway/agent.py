@@ -14,7 +14,7 @@ from datetime import date, datetime
 from typing import Any
 
 from edge.clock import system_clock_source, utc_now
-from edge.config import UnitConfig
+from edge.config import UnitConfig, unit_identity
 from edge.decoder import FixDecoder
 from edge.fix import ClockSource, Fix
 from edge.fix_source import FixListener, SourceWorker, publish_fix
@@ -23,6 +23,7 @@ from edge.messages import Envelope
 from edge.outbox import Outbox
 from edge.relay import Relay
 from edge.topics import Topics
+from edge.unit_commands import UnitCommands
 
 
 class Gateway:
@@ -59,11 +60,22 @@ class Gateway:
             unit=unit,
             health_interval=config.health.interval,
             health_extra=self.health,
+            identity=unit_identity(config),
             clock_source=lambda: self._clock_state,
             envelope=self.envelope,
             log=self.log.getChild("relay"),
         )
         self._clock_state = clock_source()
+        self.commands = UnitCommands(
+            config,
+            self.outbox,
+            self.topics,
+            self.envelope,
+            clock_source=lambda: self._clock_state,
+            wall=clock,
+            log=self.log.getChild("commands"),
+        )
+        self.commands.attach(self.relay)
         gate = config.fixes
         self.workers = [
             SourceWorker(

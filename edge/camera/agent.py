@@ -88,13 +88,14 @@ from edge.camera.sidecar import Sidecar, SidecarError, recover_directory, write_
 from edge.camera.thumbnail import ThumbnailError, thumbnail
 from edge.camera.transfer import ImageSender
 from edge.clock import Clock, system_clock_source, utc_now
-from edge.config import ConfigError, UnitConfig
+from edge.config import ConfigError, UnitConfig, unit_identity
 from edge.fix import ClockSource
 from edge.messages import Envelope
 from edge.outbox import Outbox, OutboxError
 from edge.relay import Relay
 from edge.storage import DiskUsage, ImageStore, StoreError
 from edge.topics import Topics
+from edge.unit_commands import BadRequest, UnitCommands
 
 _HOUSEKEEPING_S = 60.0  # watermarks are also enforced this often when no event runs
 _LAMP_MARGIN_S = 10.0  # the lamp's watchdog allows the whole burst plus this
@@ -153,6 +154,7 @@ class CameraUnit:
         self.unit_id = config.unit.id
         self.camera_id = settings.id
         self.position = Position(settings.lat, settings.lon, settings.alt)
+        self.capture_mode = "normal"
         self.topics = Topics(config.unit.site, config.unit.id)
         self.capture_topic = self.topics.event(settings.id, CAPTURE_TYPE)
         self.thumbnail_topic = self.topics.event(settings.id, THUMBNAIL_TYPE)
@@ -168,6 +170,7 @@ class CameraUnit:
                 "lores_frames",
                 "camera_errors",
                 "internal_errors",
+                "paused_triggers",
             ),
             0,
         )
@@ -251,10 +254,25 @@ class CameraUnit:
             unit=config.unit,
             health_interval=config.health.interval,
             health_extra=self.health,
+            identity=unit_identity(config),
             clock_source=lambda: self._clock_state,
             envelope=self.envelope,
             log=self.log.getChild("relay"),
         )
+        # ping, config, capture_mode, capture: request/response with correlation ids (edge/unit_commands.py)
+        self.commands = UnitCommands(
+            config,
+            self.outbox,
+            self.topics,
+            self.envelope,
+            clock_source=lambda: self._clock_state,
+            wall=self._clock,
+            mono=self._mono,
+            log=self.log.getChild("commands"),
+        )
+        self.commands.add("capture_mode", self._command_capture_mode)
+        self.commands.add("capture", self._command_capture)
+        self.commands.attach(self.relay)
         # The full image on request from the station: chunked, checksummed, resumable, via the outbox.
         self.image_sender = ImageSender(
             self.outbox,
@@ -333,6 +351,25 @@ class CameraUnit:
         self._closing.close()
         self.log.info("camera unit stopped")
 
+    CAPTURE_MODES = ("normal", "paused")
+
+    def _command_capture_mode(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """``capture_mode``: ``{"mode": "paused"}`` ignores the PIR and the partner (a team servicing
+        the site, livestock penned by the trail); ``"normal"`` watches again. No mode: just report it."""
+        mode = fields.get("mode")
+        if mode is not None:
+            if mode not in self.CAPTURE_MODES:
+                raise BadRequest(f"mode {mode!r}: expected one of {', '.join(self.CAPTURE_MODES)}")
+            if mode != self.capture_mode:
+                self.log.warning("capture mode %s -> %s (by command)", self.capture_mode, mode)
+            self.capture_mode = mode
+        return {"message": f"capture mode {self.capture_mode}", "mode": self.capture_mode}
+
+    def _command_capture(self, _fields: dict[str, Any]) -> dict[str, Any]:
+        """``capture``: take a picture now, as a manual trigger (turned away during a burst or rest)."""
+        self.trigger("manual")
+        return {"message": "manual trigger offered", "mode": self.capture_mode}
+
     def trigger(self, reason: str = "manual") -> None:
         """Start an event as a PIR trigger would (a manual or test capture): one still, and more
         only while the PIR sees motion; turned away like any trigger during a burst or the rest."""
@@ -364,6 +401,9 @@ class CameraUnit:
 
     def _offer(self, reason: str) -> None:
         if not self._running:
+            return
+        if self.capture_mode == "paused" and reason != "manual":
+            self.counters["paused_triggers"] += 1
             return
         with self._trigger_lock:
             if self._pending is None:

@@ -305,9 +305,9 @@ class CameraHealth(CameraAddon):
                 else "no light change"
             )
         try:
-            free: int | None = unit.store.free_bytes()
+            free, total = unit.store.usage()
         except OSError:
-            free = None
+            free = total = None
         battery = None
         if self.sensors.battery_volts is not None:
             try:
@@ -344,7 +344,13 @@ class CameraHealth(CameraAddon):
                 "degraded_after_h": round(self.light.degraded_after_s / 3600.0, 2),
                 "samples": self.light.samples,
             },
-            "disk": {"free_bytes": free, **unit.store.stats()},
+            "disk": {
+                "free_bytes": free,
+                "total_bytes": total,
+                "used_percent": None if not total else round(100.0 * (total - free) / total, 1),
+                **unit.store.stats(),
+            },
+            "position": unit.position.to_dict() if unit.position is not None else None,
             "cpu_temp_c": read_cpu_temperature(self.sensors.thermal_path),
             "battery_v": None if battery is None else round(float(battery), 2),
             "self_check": self.self_check,
