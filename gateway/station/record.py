@@ -469,7 +469,28 @@ class StationRecord:
             )
         return counts
 
-    # -- reading -----------------------------------------------------------------------------------
+    # -- reading (the writer's own view, for the hub) ------------------------------------------------
+    def select(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            cursor = self._db.execute(sql, params)
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def capture(self, event_id: str) -> dict[str, Any] | None:
+        rows = self.select("SELECT * FROM captures WHERE event_id = ?", (event_id,))
+        return _capture(rows[0]) if rows else None
+
+    def active_alerts(self) -> list[dict[str, Any]]:
+        return [_alert(r) for r in self.select("SELECT * FROM alerts WHERE cleared IS NULL ORDER BY since")]
+
+    def fixes_since(self, since: float) -> list[FixRow]:
+        """Every fix from `since` on, in time order (the hub replays them into the alert rules)."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join(_FIX_COLUMNS)} FROM fixes WHERE time >= ? ORDER BY time", (since,)
+            ).fetchall()
+        return [FixRow(*row) for row in rows]
+
     def open_reader(self) -> RecordReader:
         return RecordReader(self.path)
 
@@ -629,7 +650,7 @@ def _range(column: str, since: float | None, until: float | None) -> tuple[list[
     return where, params
 
 
-def _capture(row: sqlite3.Row) -> dict[str, Any]:
+def _capture(row: sqlite3.Row | dict[str, Any]) -> dict[str, Any]:
     item = dict(row)
     item["images"] = json.loads(item["images"])
     item["tags"] = json.loads(item["tags"])
@@ -637,7 +658,7 @@ def _capture(row: sqlite3.Row) -> dict[str, Any]:
     return item
 
 
-def _alert(row: sqlite3.Row) -> dict[str, Any]:
+def _alert(row: sqlite3.Row | dict[str, Any]) -> dict[str, Any]:
     item = dict(row)
     item["details"] = json.loads(item["details"])
     item["active"] = item["cleared"] is None
