@@ -76,6 +76,7 @@ class Broker:
         kind: str,
         persistence: bool = False,
         users: dict[str, str] | None = None,
+        acl: str | None = None,
         tls: bool = False,
         owns_dir: bool = False,
         ready_timeout: float = 15.0,
@@ -86,6 +87,7 @@ class Broker:
         self.data_dir = data_dir
         self.persistence = persistence
         self.users = dict(users or {})
+        self.acl = acl
         self.tls = tls
         # With tls=True: a throw-away CA, and a client certificate it signed (the broker requires one).
         self.ca_file = data_dir / "ca.crt"
@@ -133,6 +135,10 @@ class Broker:
                 passwords.write_text("".join(f"{user}:{pw}\n" for user, pw in self.users.items()))
                 _run(["mosquitto_passwd", "-U", str(passwords)], "hash the test broker's passwords")
                 lines.append(f"password_file {passwords}")
+            if self.acl is not None:
+                acl_path = self.data_dir / "acl"
+                acl_path.write_text(self.acl)
+                lines.append(f"acl_file {acl_path}")
             if self.tls:
                 self._make_certificates()
                 d = self.data_dir
@@ -269,13 +275,14 @@ def start_broker(
     persistence: bool = False,
     kind: str | None = None,
     users: dict[str, str] | None = None,
+    acl: str | None = None,
     tls: bool = False,
 ) -> Broker:
     """Start a broker on 127.0.0.1 (`port` or a free one); Mosquitto if installed, else amqtt.
 
     `kind` forces ``"mosquitto"`` or ``"amqtt"``. Mosquitto only: `persistence` keeps sessions and
     queued messages across `stop()`/`start()`; `users` ({name: password}) turns off anonymous
-    access; `tls` serves TLS only, with a generated CA (`Broker.ca_file`) and a required client
+    access; `acl` is the text of a Mosquitto ACL file; `tls` serves TLS only, with a generated CA (`Broker.ca_file`) and a required client
     certificate (`Broker.client_cert`, `Broker.client_key`).
     """
     if kind is None:
@@ -284,7 +291,7 @@ def start_broker(
         raise BrokerError("mosquitto is not installed (apt-get install mosquitto)")
     if kind not in ("mosquitto", "amqtt"):
         raise BrokerError(f"unknown broker kind {kind!r}: expected 'mosquitto' or 'amqtt'")
-    if kind == "amqtt" and (persistence or users or tls):
+    if kind == "amqtt" and (persistence or users or tls or acl is not None):
         raise BrokerError(
             "the embedded amqtt broker here runs without persistence, passwords or TLS; install mosquitto"
         )
@@ -298,6 +305,7 @@ def start_broker(
             kind=kind,
             persistence=persistence,
             users=users,
+            acl=acl,
             tls=tls,
             owns_dir=owns,
         )
