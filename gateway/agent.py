@@ -76,6 +76,19 @@ class Gateway:
             log=self.log.getChild("commands"),
         )
         self.commands.attach(self.relay)
+        # The station's hub (record, registry, alerts, commands, staff web page) when [station] is set.
+        self.hub = None
+        self.web = None
+        if config.station is not None:
+            from gateway.station.hub import StationHub
+
+            self.hub = StationHub(
+                config,
+                self.outbox,
+                self.envelope,
+                clock_source=lambda: self._clock_state,
+                log=self.log.getChild("station"),
+            )
         gate = config.fixes
         self.workers = [
             SourceWorker(
@@ -157,6 +170,15 @@ class Gateway:
             self.config.mqtt.port,
         )
         self.relay.start()
+        if self.hub is not None:
+            self.hub.start()
+            if self.config.station.web:
+                from gateway.station.web import StationWeb
+
+                s = self.config.station
+                self.web = StationWeb(self.hub, s.web_host, s.web_port, log=self.log.getChild("web"))
+                self.web.start()
+                self.log.info("staff page on %s", self.web.url)
         for worker in self.workers:
             worker.thread.start()
         for lora in self.lora_workers:
@@ -170,6 +192,10 @@ class Gateway:
             worker.thread.join(timeout)
         for lora in self.lora_workers:
             lora.thread.join(timeout)
+        if self.web is not None:
+            self.web.stop()
+        if self.hub is not None:
+            self.hub.stop()
         self.outbox.commit()
         self.relay.stop(timeout)
         self.outbox.close()
@@ -178,7 +204,8 @@ class Gateway:
     def alive(self) -> bool:
         """True while the relay and every source's thread run: the systemd watchdog pings only then."""
         threads = [w.thread for w in self.workers] + [w.thread for w in self.lora_workers]
-        return self.relay.alive() and all(t.is_alive() for t in threads)
+        hub_ok = self.hub is None or self.hub.alive()
+        return self.relay.alive() and hub_ok and all(t.is_alive() for t in threads)
 
     def wait(self, stop: threading.Event) -> None:
         """Run until `stop` is set (the CLI sets it on SIGTERM/SIGINT)."""
@@ -186,8 +213,17 @@ class Gateway:
 
     def health(self) -> dict[str, Any]:
         self._clock_state = self.clock_source()
-        return {
+        report: dict[str, Any] = {
             "clock": str(self._clock_state),
             "sources": {w.settings.name: w.stats() for w in self.workers},
             "lora": {w.settings.name: w.stats() for w in self.lora_workers},
         }
+        if self.hub is not None:
+            report["station"] = {
+                "connected": self.hub.connected,
+                **self.hub.counters,
+                "ingest": dict(self.hub.ingest.counts),
+                "commands": dict(self.hub.commands.counters),
+                "web_clients": self.hub.live.listeners,
+            }
+        return report

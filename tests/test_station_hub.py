@@ -1,0 +1,472 @@
+"""The station hub against a real Mosquitto with per-identity passwords and an ACL.
+
+Scenarios publish what real units publish (envelopes on their own topics, as their own MQTT identity)
+and check the station record, the alerts on the alerts topic (raised, then cleared), and commands
+round-tripping staff -> station -> unit -> station -> staff with correlation ids.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from PIL import Image
+
+from edge.broker import find_mosquitto, start_broker
+from edge.config import parse_config
+from edge.fix import ClockSource, Fix
+from edge.messages import Envelope
+from edge.topics import Topics
+from gateway.agent import Gateway
+from gateway.station.hub import coarse
+from gateway.station.record import RecordReader
+
+pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="needs mosquitto (passwords and ACL)")
+
+SITE, STATION = "helan", "gw-01"
+REPO = Path(__file__).resolve().parents[1]
+PASSWORDS = {
+    "gw-01": "station-pw",
+    "relay-02": "relay-pw",
+    "cam-01": "cam-pw",
+    "staff": "staff-pw",
+    "dash": "dash-pw",
+}
+# The shape of the ACL provisioning generates: a unit writes only under its own topics.
+ACL = """
+user gw-01
+topic read uncia/helan/#
+topic write uncia/helan/gw-01/#
+topic write uncia/helan/+/unit/command/+
+topic write uncia-shared/helan/#
+
+user staff
+topic read uncia/helan/#
+topic write uncia/helan/gw-01/station/command/+
+
+user dash
+topic read uncia-shared/helan/#
+
+pattern write uncia/helan/%u/#
+pattern read uncia/helan/%u/unit/command/+
+"""
+
+
+@pytest.fixture
+def secure_broker():
+    with start_broker(users=PASSWORDS, acl=ACL, persistence=True) as running:
+        yield running
+
+
+class Client:
+    """A paho client logged in as one identity, collecting what it subscribes to."""
+
+    def __init__(self, broker, user: str, *subscriptions: str) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{user}-{time.monotonic_ns()}")
+        self.client.username_pw_set(user, PASSWORDS[user])
+        subscribed = []
+        self.client.on_connect = lambda c, *_: [c.subscribe(s, 1) for s in subscriptions]
+        self.client.on_subscribe = lambda *_: subscribed.append(1)
+        self.client.on_message = lambda _c, _u, m: self.messages.append((m.topic, bytes(m.payload)))
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        _wait(lambda: len(subscribed) >= len(subscriptions), f"{user} to subscribe")
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
+
+    def bodies(self, suffix: str) -> list[dict]:
+        return [json.loads(p)["data"] for t, p in list(self.messages) if t.endswith(suffix)]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _wait(predicate, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _gateway(broker, tmp_path: Path, unit: str = STATION, station: dict | None = None) -> Gateway:
+    raw = {
+        "unit": {"id": unit, "site": SITE},
+        "mqtt": {
+            "host": broker.host,
+            "port": broker.port,
+            "username": unit,
+            "password_file": str(_secret(tmp_path, unit)),
+        },
+        "outbox": {"path": str(tmp_path / f"{unit}-outbox.sqlite3")},
+        "health": {"interval": 3600},
+    }
+    if station is not None:
+        raw["station"] = station
+    return Gateway(parse_config(raw), clock_source=lambda: ClockSource.NETWORK)
+
+
+def _secret(tmp_path: Path, user: str) -> Path:
+    path = tmp_path / f"{user}.password"
+    path.write_text(PASSWORDS[user] + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def _station(tmp_path: Path, **limits) -> dict:
+    return {
+        "record": str(tmp_path / "station.sqlite3"),
+        "image_dir": str(tmp_path / "images"),
+        "boundary": str(REPO / "deploy" / "reserve.example.geojson"),
+        "web": False,
+        **limits,
+    }
+
+
+class Collar:
+    """Publishes fix envelopes as a gateway that heard a LoRa collar would."""
+
+    def __init__(self, client: Client, unit: str, name: str) -> None:
+        self.client, self.unit, self.name = client, unit, name
+        self.envelope = Envelope(unit)
+        self.topic = Topics(SITE, unit).fix(name)
+        self.seq = 0
+
+    def fix(self, when: datetime, lat: float, lon: float, battery: float = 80.0) -> None:
+        self.seq += 1
+        fix = Fix(time=when, lat=lat, lon=lon, quality=1, sats=8, hdop=1.1)
+        data = {**fix.to_dict(), "battery": battery, "rssi": -95.0, "snr": 7.0, "modem": "lora0"}
+        payload = self.envelope.encode(
+            self.name, self.seq, "fix", data, time=data["time"], received=when, clock=ClockSource.NETWORK
+        )
+        self.client.publish(self.topic, payload)
+
+
+def _alerts(client: Client, state: str) -> dict[str, dict]:
+    return {b["key"]: b for b in client.bodies("/station/event/alert") if b["state"] == state}
+
+
+def test_every_alert_is_raised_and_cleared_by_a_scenario(secure_broker, tmp_path):
+    station = _gateway(secure_broker, tmp_path, station=_station(tmp_path, unit_offline_min=0.02))
+    station.start()
+    watcher = Client(secure_broker, "staff", f"uncia/{SITE}/{STATION}/station/#")
+    relay = Client(secure_broker, "relay-02")
+    camera = Client(secure_broker, "cam-01")
+    hub = station.hub
+    assert hub is not None
+    try:
+        _wait(lambda: hub.connected, "the hub to connect")
+        now = datetime.now(UTC).replace(microsecond=0)
+        inside = (38.85, 105.98)
+        collar = Collar(relay, "relay-02", "collar-7")
+        # mortality: 13 h of fixes within a few metres
+        for i in range(14):
+            collar.fix(now - timedelta(hours=13 - i), inside[0] + (i % 3) * 1e-5, inside[1] + (i % 2) * 1e-5)
+        # geofence exit (east of the reserve, away from villages), then back in
+        walker = Collar(relay, "relay-02", "collar-8")
+        walker.fix(now - timedelta(minutes=30), 38.9, 106.5)
+        # conflict zone: beside Suyukou village (106.18-106.19 E, 38.716-38.722 N)
+        raider = Collar(relay, "relay-02", "collar-9")
+        raider.fix(now - timedelta(minutes=20), 38.719, 106.175, battery=12.0)
+        # silent collar: last heard 7 h ago (collar_silent_h = 6)
+        Collar(relay, "relay-02", "collar-5").fix(now - timedelta(hours=7), 38.95, 105.95)
+        # camera: disk nearly full, battery low; then it says offline
+        cam_topics = Topics(SITE, "cam-01")
+        health = {
+            "camera": "cam0",
+            "state": "ok",
+            "reasons": [],
+            "battery_v": 3.2,
+            "disk": {"free_bytes": 1_000_000_000, "total_bytes": 32_000_000_000, "used_percent": 96.9},
+            "position": {"lat": 38.86, "lon": 105.97, "alt": 2400.0},
+        }
+        camera.publish(
+            cam_topics.state("cam0", "health"),
+            Envelope("cam-01").encode(
+                "cam0-health", 1, "camera_health", health, time=now, received=now, clock=ClockSource.GPS
+            ),
+            retain=True,
+        )
+        relay_health = {
+            "role": "gateway",
+            "software": "0.1.0",
+            "config_hash": "abc",
+            "connected": True,
+            "agent": {
+                "clock": "ntp",
+                "lora": {
+                    "lora0": {"state": "failed", "last_error": "no answer to AT", "port": "/dev/uncia-lora0"}
+                },
+            },
+        }
+        relay.publish(
+            Topics(SITE, "relay-02").health(),
+            Envelope("relay-02").encode(
+                "unit", 1, "health", relay_health, time=now, received=now, clock=ClockSource.NETWORK
+            ),
+            retain=True,
+        )
+        camera.publish(cam_topics.availability(), b"offline", retain=True)
+
+        expected = {
+            "mortality:collar-7",
+            "geofence_exit:collar-8",
+            "conflict_zone:collar-9",
+            "low_battery:collar-9",
+            "collar_silent:collar-5",
+            "disk_full:cam-01",
+            "low_battery:cam-01",
+            "unit_offline:cam-01",
+            "modem_unhealthy:relay-02/lora0",
+        }
+
+        def raised() -> set[str]:
+            hub.tick_now()
+            return set(_alerts(watcher, "raised"))
+
+        _wait(lambda: expected <= raised(), f"alerts {expected}")
+        mortality = _alerts(watcher, "raised")["mortality:collar-7"]
+        assert mortality["severity"] == "critical" and "collar-7" in mortality["message"]
+        conflict = _alerts(watcher, "raised")["conflict_zone:collar-9"]
+        assert "Suyukou" in conflict["message"] or "Suyukou" in json.dumps(conflict["details"])
+
+        # Everything ends: the animal moves on, the walker comes home, the raider leaves, batteries
+        # are changed, the card is emptied, the modem recovers, the camera comes back.
+        later = datetime.now(UTC)
+        collar.fix(later, inside[0] + 0.02, inside[1])
+        walker.fix(later, 38.9, 106.0)
+        raider.fix(later, 38.8, 105.95, battery=90.0)
+        Collar(relay, "relay-02", "collar-5").fix(later, 38.95, 105.95)
+        health.update(battery_v=4.1, disk={"free_bytes": 30e9, "total_bytes": 32e9, "used_percent": 6.3})
+        camera.publish(
+            cam_topics.state("cam0", "health"),
+            Envelope("cam-01").encode(
+                "cam0-health", 2, "camera_health", health, time=later, received=later, clock=ClockSource.GPS
+            ),
+            retain=True,
+        )
+        relay_health["agent"]["lora"]["lora0"]["state"] = "receiving"
+        relay.publish(
+            Topics(SITE, "relay-02").health(),
+            Envelope("relay-02").encode(
+                "unit", 2, "health", relay_health, time=later, received=later, clock=ClockSource.NETWORK
+            ),
+            retain=True,
+        )
+        camera.publish(cam_topics.availability(), b"online", retain=True)
+
+        def cleared() -> set[str]:
+            hub.tick_now()
+            return set(_alerts(watcher, "cleared"))
+
+        _wait(lambda: expected <= cleared(), f"all alerts cleared, have {cleared()}")
+        states = [json.loads(p)["data"] for t, p in watcher.messages if t.endswith("/station/state/alerts")]
+        # (units that merely went quiet for the test's 1.2 s offline limit may still be listed)
+        assert not {a["key"] for a in states[-1]["active"]} & expected
+    finally:
+        for client in (watcher, relay, camera):
+            client.close()
+        station.stop()
+
+    with RecordReader(tmp_path / "station.sqlite3") as reader:
+        history = reader.alerts()
+        assert {a["key"] for a in history} >= expected
+        assert all(a["cleared"] is not None for a in history if a["key"] in expected)
+        assert reader.count_fixes("collar-7", 0) == 15
+        units = {u["unit"]: u for u in reader.units()}
+        assert units["cam-01"]["online"] == 1 and units["cam-01"]["camera_health"]["position"]["lat"] == 38.86
+
+
+def test_record_keeps_fixes_once_and_captures_with_thumbnails_across_a_hub_restart(secure_broker, tmp_path):
+    station = _gateway(secure_broker, tmp_path, station=_station(tmp_path))
+    relay = Client(secure_broker, "relay-02")
+    camera = Client(secure_broker, "cam-01")
+    collar = Collar(relay, "relay-02", "collar-3")
+    now = datetime.now(UTC).replace(microsecond=0)
+    station.start()
+    try:
+        _wait(lambda: station.hub.connected, "the hub to connect")
+        for i in range(5):
+            collar.fix(now - timedelta(minutes=50 - i), 38.85 + i * 1e-3, 105.98)
+    finally:
+        station.stop()
+    # While the station is down: more fixes (kept by the broker for the hub's persistent session),
+    # a duplicate delivery, and a whole capture event with its thumbnail.
+    for i in range(5, 10):
+        collar.fix(now - timedelta(minutes=50 - i), 38.85 + i * 1e-3, 105.98)
+    collar.seq -= 1
+    collar.fix(now - timedelta(minutes=41), 38.859, 105.98)  # same seq, new id: stored (a new message)
+    envelope, topics = Envelope("cam-01"), Topics(SITE, "cam-01")
+    start = {
+        "event_id": "ev-1",
+        "phase": "start",
+        "camera": "cam0",
+        "trigger": "pir",
+        "start": "2026-11-25T03:12:09.000Z",
+        "night": True,
+        "stills": 0,
+        "pre_trigger": {"frames": 20, "seconds": 2.0},
+    }
+    end = {
+        **start,
+        "phase": "end",
+        "stills": 2,
+        "end": "2026-11-25T03:12:15.000Z",
+        "end_reason": "motion_ended",
+        "best_image_id": "img-2",
+        "images_lost": 0,
+        "images": [
+            {
+                "id": "img-1",
+                "file": "a.jpg",
+                "index": 1,
+                "stream": "main",
+                "time": "2026-11-25T03:12:09.100Z",
+                "width": 1920,
+                "height": 1080,
+                "bytes": 100,
+            },
+            {
+                "id": "img-2",
+                "file": "b.jpg",
+                "index": 2,
+                "stream": "main",
+                "time": "2026-11-25T03:12:09.600Z",
+                "width": 1920,
+                "height": 1080,
+                "bytes": 100,
+            },
+        ],
+    }
+    buf = io.BytesIO()
+    Image.new("RGB", (160, 90), (40, 40, 40)).save(buf, "JPEG")
+    thumb = {
+        "event_id": "ev-1",
+        "camera": "cam0",
+        "image_id": "img-2",
+        "file": "b.jpg",
+        "time": "2026-11-25T03:12:09.600Z",
+        "bytes": len(buf.getvalue()),
+        "width": 160,
+        "height": 90,
+        "jpeg_b64": base64.b64encode(buf.getvalue()).decode(),
+    }
+    for seq, (type_, body) in enumerate((("capture", start), ("capture", end), ("thumbnail", thumb)), 1):
+        payload = envelope.encode(
+            "cam0", seq, type_, body, time=now, received=now, clock=ClockSource.UNSYNCED
+        )
+        camera.publish(topics.event("cam0", type_), payload)
+        if seq == 1:
+            camera.publish(topics.event("cam0", type_), payload)  # delivered twice
+    station = _gateway(secure_broker, tmp_path, station=_station(tmp_path))
+    station.start()
+    try:
+
+        def stored() -> int:
+            with RecordReader(tmp_path / "station.sqlite3") as reader:
+                return reader.count_fixes("collar-3", 0) + len(reader.latest_captures())
+
+        _wait(lambda: stored() >= 12, "the backlog in the record")
+        time.sleep(0.5)
+        status = station.hub.status()
+    finally:
+        relay.close()
+        camera.close()
+        station.stop()
+    with RecordReader(tmp_path / "station.sqlite3") as reader:
+        assert reader.count_fixes("collar-3", 0) == 11
+        capture = reader.capture("ev-1")
+        assert capture is not None and capture["stills"] == 2 and capture["best_image_id"] == "img-2"
+        assert [i["id"] for i in capture["images"]] == ["img-1", "img-2"] and capture["clock"] == "unsynced"
+        assert reader.thumbnail("ev-1") == buf.getvalue()
+    collars = {c["collar"]: c for c in status["collars"]}
+    assert collars["collar-3"]["battery_percent"] == 80.0 and collars["collar-3"]["via"] == "relay-02/lora0"
+    assert (
+        status["captures"][0]["event_id"] == "ev-1"
+        and status["captures"][0]["thumbnail"] == "/api/thumbnail/ev-1"
+    )
+
+
+def test_commands_round_trip_with_acl_permitted_identities(secure_broker, tmp_path):
+    station = _gateway(secure_broker, tmp_path, station=_station(tmp_path))
+    unit = _gateway(secure_broker, tmp_path, unit="relay-02")
+    staff = Client(secure_broker, "staff", f"uncia/{SITE}/{STATION}/station/command/+/response")
+    station.start()
+    unit.start()
+    try:
+        _wait(lambda: station.hub.connected and unit.relay.connected, "station and unit online")
+        base = f"uncia/{SITE}/{STATION}/station/command"
+        staff.publish(f"{base}/ping", json.dumps({"id": "staff-1", "unit": "relay-02"}).encode())
+        staff.publish(f"{base}/config", json.dumps({"id": "staff-2", "unit": "relay-02"}).encode())
+        staff.publish(
+            f"{base}/ping", json.dumps({"id": "staff-3", "unit": "nobody-here", "timeout": 1}).encode()
+        )
+        staff.publish(f"{base}/reboot", json.dumps({"id": "staff-4", "unit": "relay-02"}).encode())
+        staff.publish(f"{base}/status", json.dumps({"id": "staff-5"}).encode())
+
+        def answers() -> dict[str, dict]:
+            station.hub.commands.tick()
+            return {b["id"]: b for t, p in list(staff.messages) for b in [json.loads(p)["data"]]}
+
+        _wait(
+            lambda: {"staff-1", "staff-2", "staff-3", "staff-4", "staff-5"} <= set(answers()), "five answers"
+        )
+        got = answers()
+        # Staff may not talk to a unit directly: the broker refuses it (Mosquitto 2 even drops the
+        # connection), and the unit never hears it.
+        staff.client.publish(f"uncia/{SITE}/relay-02/unit/command/ping", b'{"id":"direct"}', qos=1)
+        time.sleep(1.0)
+    finally:
+        staff.close()
+        unit.stop()
+        station.stop()
+    assert got["staff-1"]["status"] == "ok" and got["staff-1"]["response"]["message"] == "pong"
+    assert got["staff-1"]["unit"] == "relay-02" and got["staff-1"]["response"]["role"] == "gateway"
+    assert got["staff-2"]["response"]["config"]["unit"]["id"] == "relay-02"
+    assert got["staff-3"]["status"] == "timeout" and "nobody-here" in got["staff-3"]["message"]
+    assert got["staff-4"]["status"] == "bad_request" and "reboot" in got["staff-4"]["message"]
+    assert got["staff-5"]["status"] == "ok" and got["staff-5"]["station"]["unit"] == STATION
+    assert "direct" not in got
+    assert unit.commands.counters["requests"] == 2  # only the two the station forwarded
+
+
+def test_coarse_feed_hides_exact_positions_from_dashboards(secure_broker, tmp_path):
+    station = _gateway(secure_broker, tmp_path, station=_station(tmp_path, coarse_precision_m=1000.0))
+    dash = Client(secure_broker, "dash", "uncia-shared/#", "uncia/#")
+    relay = Client(secure_broker, "relay-02")
+    station.start()
+    try:
+        _wait(lambda: station.hub.connected, "the hub")
+        Collar(relay, "relay-02", "collar-7").fix(datetime.now(UTC), 38.812345, 105.987654)
+        _wait(lambda: any(t.startswith("uncia-shared/") for t, _ in dash.messages), "the coarse fix")
+        time.sleep(0.5)
+    finally:
+        dash.close()
+        relay.close()
+        station.stop()
+    assert all(t.startswith("uncia-shared/") for t, _ in dash.messages), "a dashboard read an exact position"
+    topic, payload = dash.messages[0]
+    body = json.loads(payload)
+    assert topic == f"uncia-shared/{SITE}/collar-7/fix"
+    assert (body["lat"], body["lon"]) == coarse(38.812345, 105.987654, 1000.0)
+    assert abs(body["lat"] - 38.812345) < 0.01 and body["time"].endswith(":00:00.000Z")
+
+
+def test_coarse_grid_never_moves_a_point_more_than_one_cell():
+    for lat, lon in ((38.812345, 105.987654), (-45.0, 170.0), (0.0, 0.0), (70.1, -20.3)):
+        clat, clon = coarse(lat, lon, 1000.0)
+        assert abs(clat - lat) * 111_320 <= 500.1
+        assert (
+            abs(clon - lon) * 111_320 * max(0.01, __import__("math").cos(__import__("math").radians(lat)))
+            <= 500.1
+        )
