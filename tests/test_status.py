@@ -207,7 +207,6 @@ def station(status) -> Iterator[Station]:
 @pytest.fixture
 def cli(monkeypatch):
     """`uncia.cli.main` with `status` registered, as the integrator will register it."""
-    monkeypatch.setattr(uncia.cli, "COMMANDS", (*uncia.cli.COMMANDS, "status"))
     monkeypatch.setenv("COLUMNS", "160")
     return uncia.cli.main
 

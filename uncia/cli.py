@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
 from uncia import __version__
+from uncia.logs import setup_logging
 
 # Order is the order shown in `uncia --help`.
-COMMANDS = ("gateway", "camera", "fixes", "sim", "demo")
+COMMANDS = ("gateway", "camera", "status", "fixes", "sim", "demo")
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -30,6 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"uncia {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail (default: info)")
+    parser.add_argument(
+        "--unit",
+        action="append",
+        metavar="ID",
+        dest="log_units",
+        help="log only lines about this unit (repeatable); errors are always shown",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         module = importlib.import_module(f"uncia.commands.{name}")
@@ -43,11 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(verbose=args.verbose, units=args.log_units or ())
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
