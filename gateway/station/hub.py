@@ -185,9 +185,8 @@ class StationHub:
         window_h = max(self.settings.mortality_h, self.settings.collar_silent_h) + 1.0
         replayed = 0
         for row in self.record.fixes_since(now - window_h * 3600.0):
-            self._apply(
-                self.engine.fix(row.track, _dt(row.time), row.lat, row.lon, battery_percent=row.battery), now
-            )
+            # remembered, not judged: an old position must not clear (or raise) what is true now
+            self.engine.remember_fix(row.track, _dt(row.time), row.lat, row.lon)
             replayed += 1
         for unit in self.record.select("SELECT unit, online, availability_at, last_seen FROM units"):
             if unit["last_seen"] is not None:
