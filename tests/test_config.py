@@ -121,3 +121,17 @@ def test_lora_mistakes_are_named(change, key, says):
     with pytest.raises(ConfigError) as info:
         parse_config(data)
     assert info.value.key == key and says in str(info.value)
+
+
+def test_station_section_is_checked_and_only_for_gateways(tmp_path):
+    config = load_config(EXAMPLE)
+    assert config.station is not None and config.station.web_port == 8080 and config.station.mortality_h == 12
+    with pytest.raises(ConfigError, match="station.boundary"):
+        parse_config({**MINIMAL, "station": {"boundary": str(tmp_path / "missing.geojson")}})
+    with pytest.raises(ConfigError, match="station.mortality_h"):
+        parse_config({**MINIMAL, "station": {"mortality_h": 0}})
+    with pytest.raises(ConfigError, match="station.disk_full_percent"):
+        parse_config({**MINIMAL, "station": {"disk_full_percent": 120}})
+    camera = {"unit": {"id": "cam-01", "site": "helan", "role": "camera"}, "station": {}}
+    with pytest.raises(ConfigError, match="only in a gateway"):
+        parse_config(camera)
