@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -110,9 +111,16 @@ class GeneratedBroker:
         return self.log.read_text(errors="replace")
 
 
-def rewrite_for_test(generated: str, files: Path, data: Path, local_port: int, tls_port: int) -> str:
-    """The generated mosquitto.conf with only ports, folders and the bridge changed for this machine."""
-    text = generated.split(MARKER)[0]
+def rewrite_for_test(
+    generated: str, files: Path, data: Path, local_port: int, tls_port: int, *, bridge_to: int | None = None
+) -> str:
+    """The generated mosquitto.conf with only ports, folders and the bridge changed for this machine.
+
+    The bridge section is dropped, or with `bridge_to` kept and pointed at that local port."""
+    if bridge_to is None:
+        text = generated.split(MARKER)[0]
+    else:
+        text = re.sub(r"(?m)^address \S+$", f"address 127.0.0.1:{bridge_to}", generated)
     text = text.replace("/etc/mosquitto/uncia/", f"{files}/")
     text = text.replace("persistence_location /var/lib/mosquitto/", f"persistence_location {data}/")
     lines = []
@@ -128,7 +136,9 @@ def rewrite_for_test(generated: str, files: Path, data: Path, local_port: int, t
 
 
 @contextlib.contextmanager
-def generated_broker(gateway_tree: Path, workdir: Path) -> Iterator[GeneratedBroker]:
+def generated_broker(
+    gateway_tree: Path, workdir: Path, *, bridge_to: int | None = None
+) -> Iterator[GeneratedBroker]:
     """Start Mosquitto with the gateway tree's mosquitto.conf and broker files; stop it afterwards."""
     binary = find_mosquitto()
     if binary is None:
@@ -141,7 +151,7 @@ def generated_broker(gateway_tree: Path, workdir: Path) -> Iterator[GeneratedBro
     local_port, tls_port = free_port(), free_port()
     while tls_port == local_port:
         tls_port = free_port()
-    config = rewrite_for_test(generated, files, data, local_port, tls_port)
+    config = rewrite_for_test(generated, files, data, local_port, tls_port, bridge_to=bridge_to)
     conf_path = workdir / "mosquitto.conf"
     conf_path.write_text(config)
     log = workdir / "broker.log"

@@ -108,7 +108,7 @@ def test_error_names_unit_and_field() -> None:
         (lambda d: d["site"].update(boundary="../../etc/passwd"), "site", "boundary"),
         (lambda d: d["site"].update(auth="none"), "site", "auth"),
         (lambda d: d["site"].update(local_port=8883), "site", "local_port"),
-        (lambda d: d.update(bridge={"address": "central.example.org", "topic": "x\ny"}), "bridge", "topic"),
+        (lambda d: d.update(bridge={"address": "central example.org"}), "bridge", "address"),
     ],
 )
 def test_bad_values_name_where_and_what(change: Any, where: str, key: str) -> None:
@@ -320,16 +320,45 @@ def test_broker_config_for_both_auth_modes() -> None:
     assert cert.count("allow_anonymous false") == 2 and cert.count("acl_file") == 2
 
 
-def test_bridge_is_a_marked_seam_until_its_renderer_exists() -> None:
-    data = inventory_data()
-    data["bridge"] = {"address": "central.example.org", "port": 8883}
-    text = render_mosquitto_conf(parse_inventory(data))
+def _bridge_inventory(tmp_path: Path) -> Path:
+    (tmp_path / "central-ca.crt").write_bytes(SiteCA.create("central").cert_pem())
+    password = tmp_path / "central-password"
+    password.write_text("bridge-secret-3f9a7c\n")
+    password.chmod(0o600)
+    text = INVENTORY.format(auth="password") + (
+        '\n[bridge]\naddress = "central.example.org"\nca_file = "central-ca.crt"\n'
+        'remote_username = "station-helan"\nremote_password_file = "central-password"\n'
+    )
+    return write_inventory(tmp_path, text=text)
+
+
+def test_bridge_to_the_central_broker(tmp_path: Path) -> None:
+    inventory = _bridge_inventory(tmp_path)
+    provision_folder(inventory, tmp_path / "out")
+    broker = tmp_path / "out/gw-01/uncia/files/etc/mosquitto"
+    conf = (broker / "mosquitto.conf").read_text()
     try:
         import gateway.bridge_config  # noqa: F401
-    except ImportError:
-        assert "NOT CONFIGURED" in text and "central.example.org:8883" in text
-    else:
-        assert "connection" in text
+    except ImportError:  # the bridge's own module is not there: a marked seam, no bridge
+        assert "NOT CONFIGURED" in conf and "central.example.org:8883" in conf
+        return
+    assert "address central.example.org:8883" in conf and "remote_username station-helan" in conf
+    assert "bridge_cafile /etc/mosquitto/uncia/central-ca.crt" in conf
+    assert (broker / "uncia/central-ca.crt").read_bytes() == (tmp_path / "central-ca.crt").read_bytes()
+    # The password is in the config now: the config is a secret like the password file.
+    assert stat.S_IMODE((broker / "mosquitto.conf").stat().st_mode) == 0o600
+    manifest = (tmp_path / "out/gw-01/uncia/manifest").read_text()
+    assert "0600 mosquitto mosquitto /etc/mosquitto/mosquitto.conf" in manifest
+
+
+def test_bridge_password_file_open_to_others_is_refused(tmp_path: Path) -> None:
+    pytest.importorskip("gateway.bridge_config")
+    inventory = _bridge_inventory(tmp_path)
+    (tmp_path / "central-password").chmod(0o644)
+    with pytest.raises(InventoryError) as caught:
+        provision_folder(inventory, tmp_path / "out")
+    assert caught.value.where == "bridge" and "chmod 600" in str(caught.value)
+    assert "bridge-secret" not in str(caught.value)
 
 
 # -- bundles: modes, secrets, tar -----------------------------------------------------------------

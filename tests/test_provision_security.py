@@ -26,10 +26,11 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from provision_helpers import GeneratedBroker, generated_broker, provision_folder, write_inventory
+from provision_helpers import INVENTORY, GeneratedBroker, generated_broker, provision_folder, write_inventory
 
-from edge.broker import find_mosquitto
+from edge.broker import find_mosquitto, free_port
 from edge.config import load_config
+from gateway.provision.credentials import SiteCA
 
 pytestmark = pytest.mark.skipif(
     find_mosquitto() is None, reason="needs the mosquitto binary (ACLs, TLS and CRLs are Mosquitto's)"
@@ -428,8 +429,6 @@ def test_certificate_is_the_identity_whatever_user_name_is_sent(cert_site: Site,
 
 def test_a_client_without_a_site_certificate_is_refused(cert_site: Site, tmp_path: Path) -> None:
     assert Client(cert_site, user="cam-01", password="x").connect() != "accepted"
-    from gateway.provision.credentials import SiteCA
-
     stranger = SiteCA.create("elsewhere").issue_client("cam-01")
     (tmp_path / "s.crt").write_bytes(stranger.cert_pem)
     (tmp_path / "s.key").write_bytes(stranger.key_pem)
@@ -500,3 +499,17 @@ def test_no_secret_reaches_the_broker_log(password_site: Site) -> None:
     log = password_site.broker.log_text()
     for name in ("gw-01", "cam-01", "cam-02", "dolma", "public-map"):
         assert password_site.password(name) not in log
+
+
+def test_generated_config_with_a_bridge_is_accepted_by_mosquitto(tmp_path: Path) -> None:
+    pytest.importorskip("gateway.bridge_config")
+    (tmp_path / "central-ca.crt").write_bytes(SiteCA.create("central").cert_pem())
+    text = INVENTORY.format(auth="certificate") + (
+        '\n[bridge]\naddress = "central.example.org"\nca_file = "central-ca.crt"\n'
+    )
+    inventory = write_inventory(tmp_path, text=text)
+    provision_folder(inventory, tmp_path / "out")
+    with generated_broker(tmp_path / "out/gw-01", tmp_path, bridge_to=free_port()) as broker:
+        assert "connection " in broker.config and "bridge_cafile" in broker.config
+        client = Client(Site(tmp_path / "out", inventory, tmp_path, broker, "certificate"), cert=None)
+        assert client.connect() != "accepted"  # running, and still refusing a client without a certificate

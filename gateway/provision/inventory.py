@@ -102,11 +102,19 @@ class Unit:
 
 @dataclass(frozen=True)
 class Bridge:
-    """The connection from the station's broker to the central broker (optional)."""
+    """The connection from the station's broker to the central broker (optional), always over TLS:
+    it carries exact positions beyond the station. Files are on the technician's machine (relative
+    to the inventory) and are copied to the gateway; the password file must be mode 0600."""
 
     address: str
+    ca_file: Path
     port: int = 8883
-    options: Mapping[str, Any] = field(default_factory=dict)
+    remote_username: str = ""
+    remote_password_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    queue_days: float = 7.0
+    protocol: str = "mqttv311"
 
 
 @dataclass(frozen=True)
@@ -376,6 +384,41 @@ def _people(raw: Any, section: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _bridge(raw: Any, base_dir: Path) -> Bridge:
+    b = _Table("bridge", "", raw)
+    address = _host(b, "address")
+    port = _port(b, "port", 8883)
+    user = b.take("remote_username", str, "", "the station's user name at the central broker")
+    if user and not _USB_SERIAL.fullmatch(user):
+        b.raw["remote_username"] = user
+        raise b.error("remote_username", user, "letters, digits, '.', '_' or '-'")
+
+    def file(key: str, required: bool = False) -> Path | None:
+        text = b.take(key, str, ... if required else "", "a file, relative to the inventory")
+        if not text:
+            return None
+        check_relative_path("bridge", key, text)
+        path = base_dir / text
+        if not path.is_file():
+            raise b.error(key, text, f"an existing file (looked for {path})")
+        return path
+
+    ca_file = file("ca_file", required=True)
+    password = file("remote_password_file")
+    cert, key = file("cert_file"), file("key_file")
+    if bool(cert) != bool(key):
+        raise b.error("key_file" if cert else "cert_file", "", "cert_file and key_file together, or neither")
+    days = b.take("queue_days", (int, float), 7.0, "days of traffic to hold while the centre is away")
+    if not 0 < days <= 60:
+        raise b.error("queue_days", days, "days, more than 0 and at most 60")
+    protocol = b.take("protocol", str, "mqttv311", "'mqttv311' or 'mqttv50'")
+    if protocol not in ("mqttv311", "mqttv50"):
+        raise b.error("protocol", protocol, "'mqttv311' or 'mqttv50'")
+    b.done()
+    assert ca_file is not None
+    return Bridge(address, ca_file, port, user, password, cert, key, float(days), protocol)
+
+
 def parse_inventory(data: Mapping[str, Any], base_dir: Path | None = None, source: str = "") -> Inventory:
     """Check an already-loaded inventory; raise `InventoryError` on the first problem."""
     top = _Table("inventory", "", data)
@@ -405,13 +448,7 @@ def parse_inventory(data: Mapping[str, Any], base_dir: Path | None = None, sourc
     units = tuple(_unit(i, raw) for i, raw in enumerate(top.take("unit", list, ..., "[[unit]] tables")))
     staff = _people(top.take("staff", list, []), "staff")
     dashboards = _people(top.take("dashboard", list, []), "dashboard")
-    bridge = None
-    if "bridge" in top.raw:
-        b = _Table("bridge", "", top.take("bridge", dict))
-        address = _host(b, "address")
-        port = _port(b, "port", 8883)
-        options = _pass_through("bridge", "", b.raw, {"address", "port"}, "address/port")
-        bridge = Bridge(address, port, options)
+    bridge = _bridge(top.take("bridge", dict), base_dir or Path.cwd()) if "bridge" in top.raw else None
     top.done()
 
     gateways = [u.id for u in units if u.role == "gateway"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.provision.inventory import Inventory
+from gateway.provision.inventory import Inventory, InventoryError
 
 MARKER = "# -- bridge to the central broker --"
 
@@ -55,26 +55,56 @@ class BrokerPaths:
     def crl(self) -> str:
         return f"{self.dir}/crl.pem"
 
+    # The central broker's CA and this station's client certificate for the bridge.
+    @property
+    def central_ca(self) -> str:
+        return f"{self.dir}/central-ca.crt"
 
-def bridge_section(inventory: Inventory) -> str:
+    @property
+    def central_cert(self) -> str:
+        return f"{self.dir}/central.crt"
+
+    @property
+    def central_key(self) -> str:
+        return f"{self.dir}/central.key"
+
+
+def bridge_section(inventory: Inventory, paths: BrokerPaths) -> str:
     """The bridge's ``connection`` block, from gateway/bridge_config.py (the bridge's own module)."""
     bridge = inventory.bridge
     if bridge is None:
         return f"{MARKER}\n# none: the inventory has no [bridge] table\n"
     try:
-        from gateway.bridge_config import render_bridge  # type: ignore[import-not-found]
+        from gateway.bridge_config import BridgeTls, password_from_file, render_bridge
     except ImportError:
-        # SEAM: gateway/bridge_config.py (render_bridge) is written in parallel; until it lands, the
-        # bridge is left out, loudly, rather than guessed at here.
+        # SEAM: gateway/bridge_config.py (render_bridge) is written in parallel; without it the bridge
+        # is left out, loudly, rather than guessed at here.
         return (
             f"{MARKER}\n"
             "# NOT CONFIGURED: gateway/bridge_config.py (render_bridge) is not installed with this uncia.\n"
             f"# The inventory asks for a bridge to {bridge.address}:{bridge.port}; provision again with\n"
             "# an uncia that has gateway/bridge_config.py to add it.\n"
         )
-    text = render_bridge(
-        inventory.site.name, inventory.gateway.id, address=bridge.address, port=bridge.port, **bridge.options
+    tls = BridgeTls(
+        cafile=paths.central_ca,
+        certfile=paths.central_cert if bridge.cert_file else "",
+        keyfile=paths.central_key if bridge.key_file else "",
     )
+    try:
+        password = password_from_file(bridge.remote_password_file) if bridge.remote_password_file else ""
+        text = render_bridge(
+            inventory.site.name,
+            inventory.gateway.id,
+            address=f"{bridge.address}:{bridge.port}",
+            tls=tls,
+            remote_username=bridge.remote_username,
+            remote_password=password,
+            queue_days=bridge.queue_days,
+            protocol=bridge.protocol,
+        )
+    except ValueError as exc:  # BridgeConfigError: names the field; never echoes the password
+        field = getattr(exc, "field", "(bridge)")
+        raise InventoryError("bridge", field, "(as given)", f"a value the bridge accepts: {exc}") from exc
     return f"{MARKER}\n{text.rstrip()}\n"
 
 
@@ -128,4 +158,4 @@ def render_mosquitto_conf(inventory: Inventory, paths: BrokerPaths | None = None
         ]
     else:
         tls.append("require_certificate false")
-    return "\n".join(head + local + tls) + "\n\n" + bridge_section(inventory)
+    return "\n".join(head + local + tls) + "\n\n" + bridge_section(inventory, paths)

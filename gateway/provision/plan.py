@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from gateway.provision.acl import render_acl
 from gateway.provision.bundle import BundleFile, Tree
@@ -163,8 +164,20 @@ def _broker_installs(inventory: Inventory, state: SiteState) -> list[Install]:
     paths = BrokerPaths()
     broker = state.broker_certificate(broker_names(inventory))
     secret = {"mode": 0o600, "owner": "mosquitto", "group": "mosquitto"}
+    bridge = inventory.bridge
+    # With a bridge password the config itself holds a secret.
+    conf_mode: dict[str, Any] = secret if bridge and bridge.remote_password_file else {}
+    installs = []
+    if bridge is not None:
+        installs.append(Install(paths.central_ca, bridge.ca_file.read_bytes()))
+        if bridge.cert_file and bridge.key_file:
+            installs.append(Install(paths.central_cert, bridge.cert_file.read_bytes()))
+            installs.append(Install(paths.central_key, bridge.key_file.read_bytes(), **secret))
     return [
-        Install("/etc/mosquitto/mosquitto.conf", render_mosquitto_conf(inventory, paths).encode()),
+        *installs,
+        Install(
+            "/etc/mosquitto/mosquitto.conf", render_mosquitto_conf(inventory, paths).encode(), **conf_mode
+        ),
         Install(paths.passwords, password_file(state.password_entries()).encode(), **secret),
         Install(paths.acl, render_acl(inventory).encode(), **secret),
         Install(paths.ca, state.ca.cert_pem()),
