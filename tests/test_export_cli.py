@@ -1,6 +1,4 @@
-"""`uncia export`: the command end to end through `uncia.cli.main`, its error messages and exit codes.
-
-Until the integrator adds "export" to `uncia.cli.COMMANDS`, the tests add it themselves."""
+"""`uncia export`: the command end to end through `uncia.cli.main`, its error messages and exit codes."""
 
 from __future__ import annotations
 
@@ -11,12 +9,6 @@ import pytest
 from export_helpers import fill_record
 
 import uncia.cli
-
-
-@pytest.fixture(autouse=True)
-def export_registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    if "export" not in uncia.cli.COMMANDS:
-        monkeypatch.setattr(uncia.cli, "COMMANDS", (*uncia.cli.COMMANDS, "export"))
 
 
 @pytest.fixture(scope="module")
