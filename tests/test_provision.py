@@ -66,6 +66,21 @@ def test_example_inventory_loads() -> None:
     assert inventory.staff == ("dolma",) and inventory.dashboards == ("public-map",)
 
 
+def test_example_inventory_provisions_every_unit_and_person(tmp_path: Path) -> None:
+    inventory = load_inventory(EXAMPLE)
+    state = SiteState.open(tmp_path / "state", "helan")
+    result = provision(inventory, state)
+    state.save()
+    assert [t.name for t in result.trees] == [
+        "gw-01",
+        "cam-01",
+        "cam-02",
+        "staff-dolma",
+        "dashboard-public-map",
+    ]
+    assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700
+
+
 def test_error_names_unit_and_field() -> None:
     data = inventory_data()
     data["unit"][1]["gpio"]["pir"] = "x"

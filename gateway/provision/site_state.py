@@ -95,7 +95,7 @@ class SiteState:
         directory = Path(directory)
         state_file = directory / "site.json"
         if not state_file.exists():
-            directory.mkdir(parents=True, exist_ok=True)
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             (directory / "private").mkdir(mode=0o700, exist_ok=True)
             state = cls(directory, site, SiteCA.create(site), {})
             state._secrets[state.private / "ca.key"] = state.ca.key_pem()
@@ -222,6 +222,7 @@ class SiteState:
         if not self.changed:
             return
         self.private.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o700)  # the whole state is for the site's technicians only
         os.chmod(self.private, 0o700)
         (self.dir / "ca.crt").write_bytes(self.ca.cert_pem())
         for path, data in self._secrets.items():
