@@ -298,7 +298,7 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> UnitConf
     unit = _section(data["unit"], "unit", UnitSettings, source)
     for key in ("id", "site"):
         value = getattr(unit, key)
-        if not _NAME.match(value):
+        if not _NAME.fullmatch(value):
             raise ConfigError(
                 f"unit.{key}", value, "lowercase letters, digits, '-' or '_' (at most 63)", source
             )
@@ -332,7 +332,7 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> UnitConf
     serial: list[SerialSettings] = []
     for index, entry in enumerate(raw_serial):
         item = _section(entry, f"serial[{index}]", SerialSettings, source)
-        if not _NAME.match(item.name):
+        if not _NAME.fullmatch(item.name):
             raise ConfigError(
                 f"serial[{index}].name", item.name, "lowercase letters, digits, '-' or '_'", source
             )
@@ -406,7 +406,7 @@ def _camera_section(raw: Any, lora: tuple[LoraSettings, ...], source: str | None
         value = getattr(cam, f.name)
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"camera.{f.name}", value, "a finite number", source)
-    need("id", bool(_NAME.match(cam.id)), "lowercase letters, digits, '-' or '_' (at most 63)")
+    need("id", bool(_NAME.fullmatch(cam.id)), "lowercase letters, digits, '-' or '_' (at most 63)")
     need("backend", cam.backend in CAMERA_BACKENDS, " or ".join(map(repr, CAMERA_BACKENDS)))
     need("lat", -90.0 <= cam.lat <= 90.0, "degrees from -90 (south) to 90 (north)")
     need("lon", -180.0 <= cam.lon <= 180.0, "degrees from -180 (west) to 180 (east)")
@@ -428,7 +428,7 @@ def _camera_section(raw: Any, lora: tuple[LoraSettings, ...], source: str | None
     need("hard_free_mb", cam.hard_free_mb >= 0.0, "megabytes, 0 or more")
     need("low_free_mb", cam.low_free_mb >= cam.hard_free_mb, "megabytes, at least hard_free_mb")
     need("thumbnail_bytes", 1024 <= cam.thumbnail_bytes <= 20_000, "bytes, 1024 to 20000")
-    need("pair_with", not cam.pair_with or bool(_NAME.match(cam.pair_with)), 'the partner unit\'s id, or ""')
+    need("pair_with", not cam.pair_with or bool(_NAME.fullmatch(cam.pair_with)), 'the partner unit\'s id, or ""')
     need("collar_rssi_dbm", -140.0 <= cam.collar_rssi_dbm <= 0.0, "dBm, -140 to 0")
     need("proximity_hold_s", 1.0 <= cam.proximity_hold_s <= 86_400.0, "seconds, 1 to 86400")
     need("health_interval_s", 10.0 <= cam.health_interval_s <= 86_400.0, "seconds, 10 to 86400")
@@ -454,7 +454,7 @@ def _lora_sections(raw: Any, taken: set[str], source: str | None) -> tuple[LoraS
     for index, entry in enumerate(raw):
         key = f"lora[{index}]"
         item = _section(entry, key, LoraSettings, source)
-        if not _NAME.match(item.name):
+        if not _NAME.fullmatch(item.name):
             raise ConfigError(f"{key}.name", item.name, "lowercase letters, digits, '-' or '_'", source)
         if item.name in taken or any(o.name == item.name for o in out):
             raise ConfigError(f"{key}.name", item.name, "a name no other source uses", source)

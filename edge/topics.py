@@ -34,7 +34,7 @@ class TopicError(ValueError):
 
 
 def _check(what: str, value: str) -> str:
-    if not isinstance(value, str) or not _SEGMENT.match(value):
+    if not isinstance(value, str) or not _SEGMENT.fullmatch(value):
         raise TopicError(
             f"{what} {value!r} cannot be used in an MQTT topic: use lowercase letters, digits, '-' or '_'"
         )

@@ -135,3 +135,9 @@ def test_station_section_is_checked_and_only_for_gateways(tmp_path):
     camera = {"unit": {"id": "cam-01", "site": "helan", "role": "camera"}, "station": {}}
     with pytest.raises(ConfigError, match="only in a gateway"):
         parse_config(camera)
+
+
+def test_a_name_with_a_trailing_newline_is_refused():
+    # `re.match` with `$` would accept "gw-01\n": a newline in a topic or a generated file.
+    with pytest.raises(ConfigError, match="unit.id"):
+        parse_config({"unit": {"id": "gw-01\n", "site": "helan"}})

@@ -189,3 +189,12 @@ def test_segments_cannot_break_the_scheme(bad: str) -> None:
         Topics(bad, "gw-01")
     with pytest.raises(TopicError):
         Topics("helan", "gw-01").fix(bad)
+
+
+def test_topic_segment_with_a_trailing_newline_is_refused():
+    import pytest
+
+    from edge.topics import TopicError, Topics
+
+    with pytest.raises(TopicError):
+        Topics("helan", "gw-01\n")
