@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import re
 import shutil
 import threading
 import time
@@ -649,6 +650,7 @@ def test_page_shows_the_site_and_updates_live_in_chromium(station: Station) -> N
             expect(alert).to_contain_text("outside")
             expect(alert).to_have_attribute("data-severity", "critical")
             assert page.locator("#alerts .alert").first.get_attribute("data-severity") == "critical"
+            expect(alert).to_have_class(re.compile(r"\bnew\b"))  # it flashes
 
             # The full image of the first capture (already on the station's disk) in the lightbox.
             page.locator('[data-event-id="20261125T200100Z-aa0001"]').click()
@@ -658,8 +660,12 @@ def test_page_shows_the_site_and_updates_live_in_chromium(station: Station) -> N
             assert page.locator("#lightbox-image").evaluate("img => img.naturalWidth") == 1014
             page.keyboard.press("Escape")
             expect(page.locator("#lightbox")).not_to_be_visible()
-            page.wait_for_timeout(600)  # let the new alert's flash settle before the picture
             page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+            # Back inside: the alert is marked cleared (in words) and fades out.
+            site.fix("collar-7", *INSIDE, datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2))
+            expect(alert).to_have_class(re.compile(r"\bcleared\b"), timeout=WAIT_S * 1000)
+            expect(alert).to_contain_text("CLEARED")
             assert errors == []
         finally:
             browser.close()

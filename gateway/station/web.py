@@ -365,7 +365,11 @@ class StationWeb:
     async def _events(self, request: web.Request) -> web.StreamResponse:
         hours = _number(request, "hours", 24.0, 0.0, MAX_HOURS)
         loop = asyncio.get_running_loop()
-        client = _Client(request.remote or "?", asyncio.Queue(self.client_queue), request.transport)
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        where = (
+            f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else request.remote or "?"
+        )
+        client = _Client(where, asyncio.Queue(self.client_queue), request.transport)
 
         def on_event(event: dict[str, Any]) -> None:  # the hub's thread: hand on, nothing else
             with contextlib.suppress(RuntimeError):  # the loop is closed: the server is stopping
