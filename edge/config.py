@@ -374,8 +374,10 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> UnitConf
 
 def _station_section(raw: Any, source: str | None) -> StationSettings:
     st = _section(raw, "station", StationSettings, source)
-    if not 0 < st.web_port < 65536:
-        raise ConfigError("station.web_port", st.web_port, "a TCP port between 1 and 65535", source)
+    if not 0 <= st.web_port < 65536:
+        raise ConfigError(
+            "station.web_port", st.web_port, "a TCP port between 1 and 65535 (0: any free port)", source
+        )
     for key in (
         "retention_days",
         "unit_offline_min",
@@ -428,7 +430,11 @@ def _camera_section(raw: Any, lora: tuple[LoraSettings, ...], source: str | None
     need("hard_free_mb", cam.hard_free_mb >= 0.0, "megabytes, 0 or more")
     need("low_free_mb", cam.low_free_mb >= cam.hard_free_mb, "megabytes, at least hard_free_mb")
     need("thumbnail_bytes", 1024 <= cam.thumbnail_bytes <= 20_000, "bytes, 1024 to 20000")
-    need("pair_with", not cam.pair_with or bool(_NAME.fullmatch(cam.pair_with)), 'the partner unit\'s id, or ""')
+    need(
+        "pair_with",
+        not cam.pair_with or bool(_NAME.fullmatch(cam.pair_with)),
+        'the partner unit\'s id, or ""',
+    )
     need("collar_rssi_dbm", -140.0 <= cam.collar_rssi_dbm <= 0.0, "dBm, -140 to 0")
     need("proximity_hold_s", 1.0 <= cam.proximity_hold_s <= 86_400.0, "seconds, 1 to 86400")
     need("health_interval_s", 10.0 <= cam.health_interval_s <= 86_400.0, "seconds, 10 to 86400")
