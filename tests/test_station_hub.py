@@ -27,6 +27,7 @@ from edge.topics import Topics
 from gateway.agent import Gateway
 from gateway.station.hub import coarse
 from gateway.station.record import RecordReader
+from uncia.cli import main
 
 pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="needs mosquitto (passwords and ACL)")
 
@@ -287,7 +288,9 @@ def test_every_alert_is_raised_and_cleared_by_a_scenario(secure_broker, tmp_path
         assert units["cam-01"]["online"] == 1 and units["cam-01"]["camera_health"]["position"]["lat"] == 38.86
 
 
-def test_record_keeps_fixes_once_and_captures_with_thumbnails_across_a_hub_restart(secure_broker, tmp_path):
+def test_record_keeps_fixes_once_and_captures_with_thumbnails_across_a_hub_restart(
+    secure_broker, tmp_path, capsys
+):
     station = _gateway(secure_broker, tmp_path, station=_station(tmp_path))
     relay = Client(secure_broker, "relay-02")
     camera = Client(secure_broker, "cam-01")
@@ -389,6 +392,15 @@ def test_record_keeps_fixes_once_and_captures_with_thumbnails_across_a_hub_resta
         assert capture is not None and capture["stills"] == 2 and capture["best_image_id"] == "img-2"
         assert [i["id"] for i in capture["images"]] == ["img-1", "img-2"] and capture["clock"] == "unsynced"
         assert reader.thumbnail("ev-1") == buf.getvalue()
+    # `uncia status -c gateway.toml --json` reads the same from the record while the gateway is stopped
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f'[unit]\nid = "{STATION}"\nsite = "{SITE}"\n[station]\nrecord = "{tmp_path / "station.sqlite3"}"\nweb = false\n'
+    )
+    assert main(["status", "-c", str(config), "--json"]) == 0
+    offline = json.loads(capsys.readouterr().out)
+    assert {c["collar"] for c in offline["collars"]} == {"collar-3"}
+    assert offline["captures"][0]["event_id"] == "ev-1"
     collars = {c["collar"]: c for c in status["collars"]}
     assert collars["collar-3"]["battery_percent"] == 80.0 and collars["collar-3"]["via"] == "relay-02/lora0"
     assert (

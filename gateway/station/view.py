@@ -24,7 +24,10 @@ SEVERITY_ORDER = {"critical": 0, "warning": 1}
 
 def fix_view(row: FixRow) -> dict[str, Any]:
     out = row.to_dict()
-    out["via"] = f"{row.unit}/{row.modem}" if row.modem else f"{row.unit}/{row.source}"
+    if row.modem:
+        out["via"] = f"{row.unit}/{row.modem}"
+    else:  # a serial receiver names itself; a collar heard some other way, only the unit
+        out["via"] = row.unit if row.track == row.source else f"{row.unit}/{row.source}"
     return out
 
 
