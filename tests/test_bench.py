@@ -28,6 +28,16 @@ import pytest
             },
         ),
         ("bench.outbox_relay", ["--quick", "--messages", "2000"], {"msg_per_s", "baseline_msg_per_s"}),
+        (
+            "bench.station",
+            ["--seconds", "3", "--speedup", "300"],
+            {
+                "baseline_cpu_percent_realtime",
+                "large_cpu_percent_realtime",
+                "large_rss_peak_mb",
+                "large_latency_p99_ms",
+            },
+        ),
     ],
 )
 def test_benchmark_runs_and_ends_with_json(module, args, keys):
