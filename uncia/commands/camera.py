@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.config import ConfigError, UnitConfig, load_config
+from edge.watchdog import SystemdNotifier, Watchdog
 from uncia.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 
 log = logging.getLogger("uncia.camera")
@@ -186,9 +187,30 @@ def build_unit(
     return unit, player
 
 
-def serve(unit: Any, player: RealTimeScenario | None = None, duration: float | None = None) -> int:
-    """Run `unit` until SIGTERM/SIGINT (or `duration` seconds); the lamp goes off first on a signal."""
+def status_line(unit: Any) -> str:
+    """The short state `systemctl status uncia-camera` shows (refreshed at each watchdog ping)."""
+    broker = "broker connected" if unit.relay.connected else "broker unreachable"
+    state = "capturing" if unit.current is not None else "watching"
+    return (
+        f"{state}: {unit.counters['events']} events, {unit.counters['stills']} stills since start; "
+        f"{broker}, {unit.outbox.depth:,} waiting in the outbox"
+    )
+
+
+def serve(
+    unit: Any,
+    player: RealTimeScenario | None = None,
+    duration: float | None = None,
+    notifier: SystemdNotifier | None = None,
+) -> int:
+    """Run `unit` until SIGTERM/SIGINT (or `duration` seconds); the lamp goes off first on a signal.
+
+    Under systemd (``Type=notify``): READY=1 once the unit runs, watchdog pings while all its
+    threads are alive, STOPPING=1 before it stops. `notifier` defaults to one from the environment
+    (a no-op outside systemd).
+    """
     stop = threading.Event()
+    notifier = notifier if notifier is not None else SystemdNotifier()
 
     def on_signal(signum: int, _frame: object) -> None:
         unit.illuminator.off()  # before anything slower: a stop may be a power-down coming
@@ -197,22 +219,30 @@ def serve(unit: Any, player: RealTimeScenario | None = None, duration: float | N
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
+        notifier.status("starting: camera, pins and outbox")
         try:
             unit.start()
         except Exception as exc:
             unit.stop(timeout=1.0)
             print(f"uncia camera: cannot start: {exc}", file=sys.stderr)
+            notifier.status(f"cannot start: {exc}")
             return EXIT_FAILURE
         if player is not None:
             player.start()
+        watchdog = Watchdog(notifier, unit.alive, status=lambda: status_line(unit), log=log)
+        notifier.ready(status_line(unit))
+        watchdog.start()
         try:
             stop.wait(duration)
         finally:
+            watchdog.stop()  # first: the threads ending below are not deaths
+            notifier.stopping("stopping: lamp off, ending the burst, draining the outbox")
             if player is not None:
                 player.stop()
             unit.stop()
         return EXIT_OK
     finally:
+        notifier.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 

@@ -8,8 +8,10 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from edge.config import ConfigError, UnitConfig, load_config
+from edge.watchdog import SystemdNotifier, Watchdog
 from uncia.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 
 log = logging.getLogger("uncia.gateway")
@@ -57,6 +59,15 @@ def prepare_outbox_dir(config: UnitConfig) -> None:
         ) from exc
 
 
+def status_line(gateway: Any) -> str:
+    """The short state `systemctl status uncia-gateway` shows (refreshed at each watchdog ping)."""
+    broker = "broker connected" if gateway.relay.connected else "broker unreachable"
+    return (
+        f"relaying: {broker}, {gateway.outbox.depth:,} waiting in the outbox; "
+        f"{len(gateway.workers)} serial, {len(gateway.lora_workers)} LoRa"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
@@ -79,17 +90,33 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    notifier = SystemdNotifier()  # does nothing unless run by systemd as a Type=notify unit
+    notifier.status("starting")
     try:
         gateway = Gateway(config)
         gateway.start()
     except ConfigError as exc:
         print(f"uncia gateway: {exc}", file=sys.stderr)
+        notifier.status(f"cannot start: {exc}")
         return EXIT_CONFIG
     except OSError as exc:
         print(f"uncia gateway: cannot start: {exc}", file=sys.stderr)
+        notifier.status(f"cannot start: {exc}")
         return EXIT_FAILURE
+    return serve(gateway, stop, notifier)
+
+
+def serve(gateway: Any, stop: threading.Event, notifier: SystemdNotifier) -> int:
+    """Run a started `gateway` until `stop` is set: READY=1 to systemd, watchdog pings while every
+    worker is alive, STOPPING=1 before the gateway stops."""
+    watchdog = Watchdog(notifier, gateway.alive, status=lambda: status_line(gateway), log=log)
+    notifier.ready(status_line(gateway))
+    watchdog.start()
     try:
         gateway.wait(stop)
     finally:
+        watchdog.stop()  # first: the workers ending below are not deaths
+        notifier.stopping("stopping: draining the outbox to the broker")
         gateway.stop()
+        notifier.close()
     return EXIT_OK
