@@ -83,7 +83,7 @@ def settings(url: str, **kw: object) -> EarthRangerSettings:
         "token_file": "/nonexistent",
         "provider_key": "uncia-test",
         "batch": 25,
-        "timeout_s": 2.0,
+        "timeout_s": 5.0,
         "retry_s": 0.01,
         "retry_max_s": 0.05,
         "interval_s": 5.0,
@@ -133,7 +133,7 @@ def test_every_fix_arrives_once_across_outages_and_a_restart(server, record, tmp
     state_path = tmp_path / "uplink.sqlite3"
     sent = add(record, [fix(c, T0 - 3600 + 60 * i, received=T0 - 10) for c in (1, 2, 3) for i in range(40)])
     add(record, [fix("gw-01/gps0", T0 - 60, received=T0 - 10)])  # the station's own GPS: not for ER
-    uplink = make_uplink(server, record, state_path, clock, timeout_s=0.5)
+    uplink = make_uplink(server, record, state_path, clock, timeout_s=1.0)
 
     uplink.step()  # queues 120 fixes, sends the first batches
     assert server.posts and all(p.count <= 25 for p in server.posts)
@@ -149,7 +149,7 @@ def test_every_fix_arrives_once_across_outages_and_a_restart(server, record, tmp
 
     server.fail_next(503, retry_after=0)  # busy
     server.fail_next(500)
-    server.stall_next(1.0)  # the server stores the batch but answers after the client gave up
+    server.stall_next(2.5)  # the server stores the batch but answers after the client gave up
     uplink.step()
     uplink.step()
     uplink.step()

@@ -106,7 +106,7 @@ def make(emulator, record, state_path: Path, clock: Clock, **kw: object) -> Irid
     }
     base.update(kw)
     settings = IridiumSettings(**base)  # type: ignore[arg-type]
-    modem = SbdModem(emulator.path, command_timeout=2.0, session_timeout=5.0)
+    modem = SbdModem(emulator.path, command_timeout=5.0, session_timeout=10.0)
     return IridiumUplink(
         settings, record.path, UplinkState(state_path), modem=modem, clock=clock, rng=random.Random(3)
     )

@@ -178,9 +178,12 @@ class IridiumUplink:
         now = self._clock()
         slot = self.slot_of(now)
         until_slot = max(1.0, self.next_slot(now) - now)
-        if self.pending is not None and slot > self.pending.slot and self.pending.reason == "scheduled":
+        if (
+            self.pending is not None and slot > self.pending.slot
+        ):  # a fresher digest is due: it replaces this one
             self.log.warning(
-                "Iridium: the %s digest never went (%d tries, %s); the %s one replaces it",
+                "Iridium: the %s digest of %s never went (%d tries, %s); the %s one replaces it",
+                self.pending.reason,
                 _hhmm(self.pending.slot),
                 self.pending.attempts,
                 self.last_error,
