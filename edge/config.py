@@ -236,6 +236,7 @@ class UnitConfig:
     health: HealthSettings = field(default_factory=HealthSettings)
     camera: CameraSettings | None = None
     station: StationSettings | None = None
+    uplink: Any = None  # gateway.uplink.settings.UplinkSettings: EarthRanger, Iridium (docs/uplinks.md)
 
 
 _BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
@@ -289,7 +290,7 @@ def _positive(key: str, value: float, source: str | None, *, allow_zero: bool = 
 
 def parse_config(data: Mapping[str, Any], source: str | None = None) -> UnitConfig:
     """Validate an already-loaded TOML document; raise `ConfigError` on the first problem."""
-    allowed = {"unit", "mqtt", "outbox", "serial", "lora", "fixes", "health", "camera", "station"}
+    allowed = {"unit", "mqtt", "outbox", "serial", "lora", "fixes", "health", "camera", "station", "uplink"}
     for key in data:
         if key not in allowed:
             raise ConfigError(key, data[key], f"one of the sections {', '.join(sorted(allowed))}", source)
@@ -369,7 +370,16 @@ def parse_config(data: Mapping[str, Any], source: str | None = None) -> UnitConf
         raise ConfigError(
             "station", "[station]", "only in a gateway's config (unit.role = 'gateway')", source
         )
-    return UnitConfig(unit, mqtt, outbox, tuple(serial), lora, fixes, health, camera, station)
+    uplink = None
+    if "uplink" in data:
+        if station is None:
+            raise ConfigError(
+                "uplink", "[uplink]", "a gateway with a [station] section (uplinks send its record)", source
+            )
+        from gateway.uplink.settings import parse_uplink  # the station's concern; imported only here
+
+        uplink = parse_uplink(data["uplink"], source)
+    return UnitConfig(unit, mqtt, outbox, tuple(serial), lora, fixes, health, camera, station, uplink)
 
 
 def _station_section(raw: Any, source: str | None) -> StationSettings:

@@ -79,6 +79,7 @@ class Gateway:
         # The station's hub (record, registry, alerts, commands, staff web page) when [station] is set.
         self.hub = None
         self.web = None
+        self.uplinks = None
         if config.station is not None:
             from gateway.station.hub import StationHub
 
@@ -179,6 +180,15 @@ class Gateway:
                 self.web = StationWeb(self.hub, s.web_host, s.web_port, log=self.log.getChild("web"))
                 self.web.start()
                 self.log.info("staff page on %s", self.web.url)
+            if self.config.uplink is not None:
+                from gateway.uplink.service import Uplinks
+
+                self.uplinks = Uplinks(
+                    self.config.uplink, self.config.station.record, log=self.log.getChild("uplink")
+                )
+                self.hub.on_new_data = self.uplinks.new_data
+                self.hub.on_critical_alert = self.uplinks.critical_alert
+                self.uplinks.start()
         for worker in self.workers:
             worker.thread.start()
         for lora in self.lora_workers:
@@ -192,6 +202,8 @@ class Gateway:
             worker.thread.join(timeout)
         for lora in self.lora_workers:
             lora.thread.join(timeout)
+        if self.uplinks is not None:
+            self.uplinks.close()
         if self.web is not None:
             self.web.stop()
         if self.hub is not None:
@@ -226,4 +238,6 @@ class Gateway:
                 "commands": dict(self.hub.commands.counters),
                 "web_clients": self.hub.live.listeners,
             }
+        if self.uplinks is not None:
+            report["uplinks"] = self.uplinks.status()
         return report

@@ -482,3 +482,45 @@ def test_coarse_grid_never_moves_a_point_more_than_one_cell():
             abs(clon - lon) * 111_320 * max(0.01, __import__("math").cos(__import__("math").radians(lat)))
             <= 500.1
         )
+
+
+def test_a_fix_heard_by_the_station_reaches_earthranger(secure_broker, tmp_path):
+    from simulators.earthranger import EarthRangerServer
+
+    token = tmp_path / "er.token"
+    token.write_text("tok-5e1f\n")
+    token.chmod(0o600)
+    with EarthRangerServer(token="tok-5e1f") as server:
+        raw = {
+            "unit": {"id": STATION, "site": SITE},
+            "mqtt": {
+                "host": secure_broker.host,
+                "port": secure_broker.port,
+                "username": STATION,
+                "password_file": str(_secret(tmp_path, STATION)),
+            },
+            "outbox": {"path": str(tmp_path / "outbox.sqlite3")},
+            "health": {"interval": 3600},
+            "station": _station(tmp_path),
+            "uplink": {
+                "state": str(tmp_path / "uplink.sqlite3"),
+                "earthranger": {
+                    "url": server.url,
+                    "token_file": str(token),
+                    "provider_key": "uncia-helan",
+                    "interval_s": 30,
+                },
+            },
+        }
+        station = Gateway(parse_config(raw), clock_source=lambda: ClockSource.NETWORK)
+        relay = Client(secure_broker, "relay-02")
+        station.start()
+        try:
+            _wait(lambda: station.hub.connected, "the hub")
+            Collar(relay, "relay-02", "collar-4").fix(datetime.now(UTC), 38.84, 105.99)
+            # the hub wakes the uplink when it stores a fix: no waiting for the 30 s interval
+            assert server.wait_for(lambda s: len(s.observations) == 1, timeout=15)
+            assert "uplinks" in station.health()
+        finally:
+            relay.close()
+            station.stop()

@@ -121,6 +121,10 @@ class StationHub:
         self.fetcher = ImageFetcher(
             self.fetch_client, self.site, self.settings.image_dir, log=self.log.getChild("images")
         )
+        # Hooks for the uplinks (gateway/uplink): new data stored; a critical alert raised.
+        self.on_new_data: Callable[[], None] | None = None
+        self.on_critical_alert: Callable[[], None] | None = None
+        self._critical_pending = False
         self.counters = {"messages": 0, "batches": 0, "alerts_raised": 0, "alerts_cleared": 0, "coarse": 0}
 
     def _client(self, client_id: str, *, manual_ack: bool) -> mqtt.Client:
@@ -256,6 +260,7 @@ class StationHub:
         now = self.wall()
         live: list[dict[str, Any]] = []
         changed_units: set[str] = set()
+        stored = False
         for message in batch:
             topic, payload = message.topic, bytes(message.payload)
             self.counters["messages"] += 1
@@ -272,10 +277,14 @@ class StationHub:
             if outcome.unit_changed:
                 changed_units.add(outcome.unit_changed)
             if outcome.new_fix is not None:
+                stored = True
                 self._publish_coarse(outcome.new_fix)
             self._apply(outcome.changes, now)
         self.record.commit()
         self.counters["batches"] += 1
+        if self.on_new_data is not None and (stored or live):
+            self.on_new_data()
+        self._after_commit()
         for event in live:
             self.live.publish(event)
         if changed_units:
@@ -299,12 +308,21 @@ class StationHub:
                 self.record.raise_alert(body, now)
                 self.counters["alerts_raised"] += 1
                 self.log.warning("ALERT %s: %s", change.alert.kind, change.alert.message)
+                if change.alert.severity == "critical":
+                    self._critical_pending = True
             else:
                 self.record.clear_alert(change.alert.key, now)
                 self.counters["alerts_cleared"] += 1
                 self.log.info("alert cleared %s: %s", change.alert.kind, change.alert.subject)
             self._publish_alert(body, change.raised, now)
         self._publish_active()
+
+    def _after_commit(self) -> None:
+        """Tell the uplinks about a critical alert only once it is committed (they read the record)."""
+        if self._critical_pending:
+            self._critical_pending = False
+            if self.on_critical_alert is not None:
+                self.on_critical_alert()
 
     def _publish_alert(self, body: dict[str, Any], raised: bool, now: float) -> None:
         data = {**body, "state": "raised" if raised else "cleared"}
@@ -359,6 +377,7 @@ class StationHub:
                 now = self.wall()
                 self._apply(self.engine.tick(_dt(now)), now)
                 self.record.commit()
+                self._after_commit()
                 self.commands.tick()
                 if time.monotonic() >= next_prune:
                     self.record.prune(now, self.settings.retention_days)
