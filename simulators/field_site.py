@@ -22,6 +22,8 @@ What runs (in this process, but for the broker):
 - camera units in pairs (`edge.camera.agent.CameraUnit`, simulated NoIR cameras, gpiozero mock pins),
   each pair on one trail where animals pass every 20-40 s (`simulators.trail`).
 
+Who stands where, and the time-lapse tracks, are in `simulators.site_layout`.
+
 **Time-lapse.** A collar's real schedule is one fix every 15 minutes. The collars and the air run
 on a clock ``speedup`` times faster than the wall (a fix every 5 s at 180 x, packet collisions as
 rare as in the field) and every fix is stamped with the wall-clock time it happens, so the station
@@ -33,7 +35,6 @@ moving at the same time-lapse. Cameras run in real time.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import math
@@ -44,21 +45,28 @@ import string
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from edge.broker import Broker, BrokerError, start_broker
 from edge.clock import utc_now
 from edge.config import ConfigError, UnitConfig, load_config
-from edge.lora.modem import RadioSettings
 from gateway.agent import Gateway
 from simulators.collar import Collar, CollarFleet
 from simulators.gps import FaultPlan, GpsSimulator
 from simulators.lora_air import Air
 from simulators.lora_reyax import RylrEmulator
 from simulators.pty_port import PtyPort
-from simulators.track import Track, TrackPoint, terrain_alt
+from simulators.site_layout import (
+    COLLAR_SCHEDULE_S,
+    MAST_M,
+    STATION_AT,
+    TimeLapseTrack,
+    camera_sites,
+    on_the_move,
+    site_collars,
+)
+from simulators.track import Track, terrain_alt
 from simulators.trail import TrailTraffic
 
 SITE = "helan"
@@ -66,14 +74,6 @@ STATION_UNIT = "gw-demo"
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 TEMPLATES = DEPLOY / "demo"
 BOUNDARY = DEPLOY / "reserve.example.geojson"
-STATION_AT = (38.74, 106.12)  # the station's mast, inside the example reserve
-MAST_M = 10.0
-COLLAR_SCHEDULE_S = 900.0  # a collar's real fix interval
-FIRST_COLLAR_ID = 101
-VILLAGE_COLLAR_AT = (38.718, 106.172)  # ~600 m west of Suyukou village, on the reserve's edge
-DROPPED_COLLAR_AT = (38.76, 106.08)
-TRAIL_AT = (38.752, 106.105)  # the first camera trail; later pairs stand 1.5 km apart
-RADIO = RadioSettings(spreading_factor=9)  # what deploy/demo/gateway.toml sets on the station modem
 Listener = Callable[[dict[str, Any]], None]
 
 
@@ -87,123 +87,6 @@ class PortInUseError(FieldSiteError):
     def __init__(self, port: int, detail: str) -> None:
         self.port = port
         super().__init__(f"port {port} on 127.0.0.1 is already in use ({detail}): choose another web port")
-
-
-class TimeLapseTrack:
-    """An animal's track seen in time-lapse: it moves `speedup` times faster than the clock its points
-    are stamped with, which starts at the track's own start time.
-
-    ``advance_scale`` multiplies each step: 1 when the caller already runs in animal time (a
-    `CollarFleet` paced at `speedup`), `speedup` when it steps in wall seconds (a `GpsSimulator`).
-    ``clock_start`` (default: the track's time now) is the stamp of the track's current point.
-    """
-
-    def __init__(
-        self, track: Any, speedup: float, *, advance_scale: float = 1.0, clock_start: datetime | None = None
-    ) -> None:
-        if not speedup > 0:
-            raise ValueError(f"speedup={speedup!r}: expected a positive factor")
-        self.track = track
-        self.speedup = speedup
-        self.advance_scale = advance_scale
-        self._t0: datetime = track.point.time
-        self._clock_t0 = clock_start or self._t0
-
-    @property
-    def resting(self) -> bool:
-        return bool(getattr(self.track, "resting", False))
-
-    @property
-    def point(self) -> TrackPoint:
-        return self._stamp(self.track.point)
-
-    def advance(self, dt_seconds: float) -> TrackPoint:
-        return self._stamp(self.track.advance(dt_seconds * self.advance_scale))
-
-    def _stamp(self, point: TrackPoint) -> TrackPoint:
-        return dataclasses.replace(point, time=self._clock_t0 + (point.time - self._t0) / self.speedup)
-
-
-class DroppedCollar:
-    """A collar lying still (it slipped off, or the animal died): one spot, and the scatter of its GPS
-    fixes around it (``sigma_m`` per axis), drawn afresh at each step."""
-
-    def __init__(
-        self, rng: random.Random, at: tuple[float, float], start_time: datetime, *, sigma_m: float = 8.0
-    ):
-        self.rng = rng
-        self.lat, self.lon = at
-        self.sigma_m = sigma_m
-        self.alt = round(terrain_alt(*at), 1)
-        self._point = self._scatter(start_time)
-
-    resting = True
-
-    @property
-    def point(self) -> TrackPoint:
-        return self._point
-
-    def advance(self, dt_seconds: float) -> TrackPoint:
-        self._point = self._scatter(self._point.time + timedelta(seconds=dt_seconds))
-        return self._point
-
-    def _scatter(self, t: datetime) -> TrackPoint:
-        north, east = self.rng.gauss(0.0, self.sigma_m), self.rng.gauss(0.0, self.sigma_m)
-        lat = self.lat + north / 111_320.0
-        lon = self.lon + east / (111_320.0 * math.cos(math.radians(self.lat)))
-        return TrackPoint(t, lat, lon, self.alt, 0.0, 0.0)
-
-
-def on_the_move(track: Track) -> Track:
-    """`track` moved on to the start of its first travel bout: collared animals start with a rest
-    (they are collared asleep), which would show a newcomer still dots for the first minute."""
-    while track.resting:
-        track.advance(60.0)
-    return track
-
-
-def site_collars(n: int, seed: int, start_time: datetime, speedup: float) -> list[Collar]:
-    """The site's `n` LoRa collars (ids from 101), on their real 15-minute schedule in animal time:
-    the first by Suyukou village, the second dropped, the rest within ~6 km of the station, all on
-    the move. Each wakes at its own minute of the quarter hour (collars deployed on different days)."""
-    collars = []
-    for i in range(n):
-        rng = random.Random(f"uncia-site-{seed}-collar-{i}")
-        if i == 1:
-            track: Any = DroppedCollar(rng, DROPPED_COLLAR_AT, start_time)
-        elif i == 0:
-            track = on_the_move(
-                Track(rng, start=VILLAGE_COLLAR_AT, start_time=start_time, home_radius_m=2500.0)
-            )
-        else:
-            start = (STATION_AT[0] + rng.uniform(-0.045, 0.045), STATION_AT[1] + rng.uniform(-0.06, 0.04))
-            track = on_the_move(Track(rng, start=start, start_time=start_time))
-        collar_id = FIRST_COLLAR_ID + i
-        collars.append(
-            Collar(
-                collar_id,
-                TimeLapseTrack(track, speedup, clock_start=start_time),
-                radio=dataclasses.replace(RADIO, address=collar_id),
-                rng=random.Random(f"uncia-site-{seed}-radio-{i}"),
-                fix_interval_s=COLLAR_SCHEDULE_S,
-                first_fix_at=COLLAR_SCHEDULE_S * (0.05 + 0.9 * i / max(n, 1)),
-                no_fix_prob=0.03,
-            )
-        )
-    return collars
-
-
-def camera_sites(n: int) -> list[tuple[str, str, tuple[float, float]]]:
-    """(unit, partner, position) of `n` camera units: pairs on trails 1.5 km apart, the two units of a
-    pair 15 m apart on either flank; an odd last unit has no partner."""
-    out = []
-    for i in range(n):
-        pair, flank = divmod(i, 2)
-        lat = TRAIL_AT[0] + 0.0135 * (pair // 4)
-        lon = TRAIL_AT[1] + 0.0175 * (pair % 4) + 0.00017 * flank
-        partner = i + 1 if flank == 0 else i - 1
-        out.append((f"cam-{i + 1:02d}", f"cam-{partner + 1:02d}" if partner < n else "", (lat, lon)))
-    return out
 
 
 class FieldSite:
@@ -366,7 +249,10 @@ class FieldSite:
                 with socket.create_connection((self.broker_host, self.broker_port), timeout=3.0):
                     pass
             except OSError as exc:
-                raise FieldSiteError(f"cannot reach the broker at {self.broker_address} ({exc})") from exc
+                raise FieldSiteError(
+                    f"cannot reach the broker at {self.broker_address} ({exc}): is it running and listening"
+                    " there? Without a broker address the site starts its own"
+                ) from exc
             return
         # Ctrl-C in a terminal goes to the whole process group: block SIGINT in the broker (a child
         # inherits the mask), so it outlives the units and they can say goodbye before it stops.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -21,6 +22,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,9 @@ import pytest
 
 from edge.broker import free_port
 from gateway.station.record import RecordError, RecordReader
-from simulators.field_site import FieldSite, PortInUseError, camera_sites
+from simulators.field_site import FieldSite, PortInUseError
+from simulators.site_layout import TimeLapseTrack, camera_sites
+from simulators.track import Track
 from uncia.commands.demo import Narrator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -207,3 +211,17 @@ def test_camera_units_pair_up_on_trails():
         ("cam-04", "cam-03"),
         ("cam-05", ""),
     ]
+
+
+def test_time_lapse_tracks_move_fast_on_a_slow_clock():
+    start = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    inner = Track(random.Random(1), start=(38.75, 106.1), start_time=start - timedelta(hours=1))
+    collar_view = TimeLapseTrack(inner, 180.0, clock_start=start)  # a fleet steps in animal seconds
+    assert collar_view.advance(900.0).time == start + timedelta(seconds=5)
+    wired = TimeLapseTrack(
+        Track(random.Random(1), start=(38.75, 106.1), start_time=start), 180.0, advance_scale=180.0
+    )
+    point = wired.advance(2.0)  # a GPS simulator steps in wall seconds
+    assert point.time == start + timedelta(seconds=2) and wired.track.point.time == start + timedelta(
+        minutes=6
+    )

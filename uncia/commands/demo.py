@@ -21,7 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from simulators.field_site import COLLAR_SCHEDULE_S, FieldSite, FieldSiteError, PortInUseError
+from simulators.field_site import FieldSite, FieldSiteError, PortInUseError
+from simulators.site_layout import COLLAR_SCHEDULE_S
 from uncia.argtypes import positive_float
 from uncia.cli import EXIT_FAILURE, EXIT_OK
 
