@@ -171,37 +171,47 @@ class Gateway:
             self.config.mqtt.port,
         )
         self.relay.start()
-        if self.hub is not None:
-            self.hub.start()
-            if self.config.station.web:
-                from gateway.station.web import StationWeb
-
-                s = self.config.station
-                self.web = StationWeb(self.hub, s.web_host, s.web_port, log=self.log.getChild("web"))
-                self.web.start()
-                self.log.info("staff page on %s", self.web.url)
-            if self.config.uplink is not None:
-                from gateway.uplink.service import Uplinks
-
-                self.uplinks = Uplinks(
-                    self.config.uplink, self.config.station.record, log=self.log.getChild("uplink")
-                )
-                self.hub.on_new_data = self.uplinks.new_data
-                self.hub.on_critical_alert = self.uplinks.critical_alert
-                self.uplinks.start()
+        try:
+            self._start_station()
+        except BaseException:
+            # e.g. the web port is taken: stop what did start, then let the caller report it
+            self.stop()
+            raise
         for worker in self.workers:
             worker.thread.start()
         for lora in self.lora_workers:
             lora.thread.start()
+
+    def _start_station(self) -> None:
+        if self.hub is None:
+            return
+        self.hub.start()
+        s = self.config.station
+        if s.web:
+            from gateway.station.web import StationWeb
+
+            web = StationWeb(self.hub, s.web_host, s.web_port, log=self.log.getChild("web"))
+            web.start()
+            self.web = web
+            self.log.info("staff page on %s", web.url)
+        if self.config.uplink is not None:
+            from gateway.uplink.service import Uplinks
+
+            self.uplinks = Uplinks(self.config.uplink, s.record, log=self.log.getChild("uplink"))
+            self.hub.on_new_data = self.uplinks.new_data
+            self.hub.on_critical_alert = self.uplinks.critical_alert
+            self.uplinks.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop reading, commit what was accepted, give the relay `timeout` s to drain, disconnect."""
         self._stop.set()
         for worker in self.workers:
             worker.source.close()
-            worker.thread.join(timeout)
+            if worker.thread.ident is not None:
+                worker.thread.join(timeout)
         for lora in self.lora_workers:
-            lora.thread.join(timeout)
+            if lora.thread.ident is not None:
+                lora.thread.join(timeout)
         if self.uplinks is not None:
             self.uplinks.close()
         if self.web is not None:

@@ -524,3 +524,25 @@ def test_a_fix_heard_by_the_station_reaches_earthranger(secure_broker, tmp_path)
         finally:
             relay.close()
             station.stop()
+
+
+def test_a_taken_web_port_stops_the_gateway_cleanly_with_words(secure_broker, tmp_path):
+    import socket
+    import threading
+
+    from gateway.station.web import WebError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        before = threading.active_count()
+        station = _gateway(
+            secure_broker,
+            tmp_path,
+            station={**_station(tmp_path), "web": True, "web_host": "127.0.0.1", "web_port": port},
+        )
+        with pytest.raises(WebError, match="web_port"):
+            station.start()
+    assert not station.relay.alive() and not station.hub.alive()
+    _wait(lambda: threading.active_count() <= before, "the gateway's threads to end", timeout=10)
