@@ -340,7 +340,7 @@ class AlertEngine:
             return []
         msg = (
             f"{collar} has stayed within {still.radius_m:.0f} m since {_clock(still.since, t)}"
-            f" ({still.hours:.1f} h): possible mortality or collar drop-off"
+            f" ({_duration(timedelta(hours=still.hours))}): possible mortality or collar drop-off"
         )
         alert = Alert.of(
             "mortality",
