@@ -14,8 +14,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# A gateway reading a simulated GPS collar over a pseudo-terminal, relaying to a broker it starts
-# itself, printing each fix as it arrives. Ctrl-C to stop (or DURATION=60 make demo).
+# A whole simulated field site: broker, gateway + station hub + staff page, LoRa collars, a serial GPS,
+# two paired camera units. Prints the page's address. Ctrl-C to stop (or DURATION=60 make demo).
 demo: $(STAMP)
 	$(VENV)/bin/uncia demo $(if $(DURATION),--duration $(DURATION),)
 
