@@ -214,6 +214,9 @@ class StationSettings:
     web: bool = True
     web_host: str = "0.0.0.0"  # the station LAN; "127.0.0.1" keeps the page on this machine
     web_port: int = 8080
+    web_password_file: str = (
+        ""  # first line: the staff page's password (user "staff"); empty: open to the LAN
+    )
     unit_offline_min: float = 30.0
     collar_silent_h: float = 6.0
     mortality_radius_m: float = 50.0  # fixes staying within this radius ...
@@ -402,6 +405,10 @@ def _station_section(raw: Any, source: str | None) -> StationSettings:
     for key in ("low_battery_percent", "disk_full_percent"):
         if not 0 <= getattr(st, key) <= 100:
             raise ConfigError(f"station.{key}", getattr(st, key), "a percentage 0-100", source)
+    if st.web_password_file and not Path(st.web_password_file).is_file():
+        raise ConfigError(
+            "station.web_password_file", st.web_password_file, "an existing file (mode 0600)", source
+        )
     if st.boundary and not Path(st.boundary).is_file():
         raise ConfigError("station.boundary", st.boundary, "an existing GeoJSON file", source)
     return st

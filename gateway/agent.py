@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 from edge.clock import system_clock_source, utc_now
@@ -190,7 +191,19 @@ class Gateway:
         if s.web:
             from gateway.station.web import StationWeb
 
-            web = StationWeb(self.hub, s.web_host, s.web_port, log=self.log.getChild("web"))
+            password = None
+            if s.web_password_file:
+                password = Path(s.web_password_file).read_text().splitlines()[0]
+            elif s.web_host not in ("127.0.0.1", "localhost", "::1"):
+                self.log.warning(
+                    "the staff page on %s:%d has no password: anyone on that network sees exact positions and"
+                    " can pause cameras; set [station] web_password_file",
+                    s.web_host,
+                    s.web_port,
+                )
+            web = StationWeb(
+                self.hub, s.web_host, s.web_port, log=self.log.getChild("web"), password=password
+            )
             web.start()
             self.web = web
             self.log.info("staff page on %s", web.url)

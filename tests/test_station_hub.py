@@ -546,3 +546,41 @@ def test_a_taken_web_port_stops_the_gateway_cleanly_with_words(secure_broker, tm
             station.start()
     assert not station.relay.alive() and not station.hub.alive()
     _wait(lambda: threading.active_count() <= before, "the gateway's threads to end", timeout=10)
+
+
+def test_the_staff_page_with_a_password_refuses_without_it(secure_broker, tmp_path):
+    import urllib.error
+    import urllib.request
+
+    secret = tmp_path / "web.password"
+    secret.write_text("snow-7-leopard\n")
+    secret.chmod(0o600)
+    station = _gateway(
+        secure_broker,
+        tmp_path,
+        station={
+            **_station(tmp_path),
+            "web": True,
+            "web_host": "127.0.0.1",
+            "web_port": 0,
+            "web_password_file": str(secret),
+        },
+    )
+    station.start()
+    try:
+        url = f"http://127.0.0.1:{station.web.port}/api/status"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=10)
+        assert refused.value.code == 401 and "Basic" in refused.value.headers["WWW-Authenticate"]
+        wrong = urllib.request.Request(
+            url, headers={"Authorization": "Basic " + base64.b64encode(b"staff:guess").decode()}
+        )
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(wrong, timeout=10)
+        right = urllib.request.Request(
+            url, headers={"Authorization": "Basic " + base64.b64encode(b"staff:snow-7-leopard").decode()}
+        )
+        with urllib.request.urlopen(right, timeout=10) as reply:
+            assert json.loads(reply.read())["station"]["unit"] == STATION
+    finally:
+        station.stop()

@@ -26,8 +26,10 @@ for a page. Commands need a JSON body, so another web site cannot trigger them t
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
+import hmac
 import itertools
 import json
 import logging
@@ -93,8 +95,12 @@ class StationWeb:
         keepalive_s: float = KEEPALIVE_S,
         client_queue: int = CLIENT_QUEUE,
         fetch_timeout_s: float = 180.0,
+        password: str | None = None,
     ) -> None:
         self.hub = hub
+        # With a password (``[station] web_password_file``) every page and API call needs HTTP Basic
+        # auth as user "staff": the page shows exact positions and can pause cameras.
+        self._password = password
         self.host = host
         self.port = port
         self.log = log or logging.getLogger("uncia.station.web")
@@ -200,7 +206,7 @@ class StationWeb:
             await self._runner.cleanup()
 
     def _app(self) -> web.Application:
-        app = web.Application(middlewares=[self._errors])
+        app = web.Application(middlewares=[self._auth, self._errors])
         app.router.add_get("/", self._index)
         app.router.add_static("/static/", STATIC, follow_symlinks=False)
         app.router.add_get("/api/status", self._status)
@@ -212,6 +218,16 @@ class StationWeb:
         app.router.add_get("/api/events", self._events)
         app.router.add_post("/api/command/{name}", self._command)
         return app
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Callable[..., Any]) -> web.StreamResponse:
+        if self._password is None or _basic_auth_ok(request.headers.get("Authorization", ""), self._password):
+            return await handler(request)
+        return web.Response(
+            status=401,
+            text="the station page needs the staff password (user 'staff')",
+            headers={"WWW-Authenticate": 'Basic realm="uncia station", charset="UTF-8"'},
+        )
 
     @web.middleware
     async def _errors(self, request: web.Request, handler: Callable[..., Any]) -> web.StreamResponse:
@@ -555,3 +571,17 @@ def boundary_layers(geojson: dict[str, Any] | None, buffer_m: float) -> dict[str
     reserves = [f for f in features if (f.get("properties") or {}).get("kind") == "reserve"]
     others = [f for f in features if (f.get("properties") or {}).get("kind") != "reserve"]
     return {**geojson, "features": reserves + buffers + others}
+
+
+def _basic_auth_ok(header: str, password: str) -> bool:
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        user, _, given = base64.b64decode(value, validate=True).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return False
+    # compare_digest on both, always: no early exit that tells the user name from the password by timing
+    ok_user = hmac.compare_digest(user.encode(), b"staff")
+    ok_password = hmac.compare_digest(given.encode(), password.encode())
+    return ok_user and ok_password
