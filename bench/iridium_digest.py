@@ -51,6 +51,37 @@ def _alerts(case: str, now: float) -> list[dict[str, Any]]:
     return {"quiet": [], "typical": warn, "busy": crit + warn}[case]
 
 
+MO_MAX = 340  # bytes per SBD mobile-originated message
+
+
+def _json_baseline(alerts: list[dict[str, Any]], fixes: list[Any], units: list[dict[str, Any]]) -> int:
+    """Baseline: the same content as compact JSON (what a station without the digest would send):
+    each alert's kind, subject and message; each collar's latest fix; each unit's state."""
+    body = {
+        "alerts": [
+            {k: a.get(k) for k in ("kind", "subject", "severity", "message", "since")} for a in alerts
+        ],
+        "fixes": [
+            {
+                "collar": f.track,
+                "time": round(f.time),
+                "lat": round(f.lat, 5),
+                "lon": round(f.lon, 5),
+                "battery": f.battery,
+            }
+            for f in fixes
+        ],
+        "units": [{k: u.get(k) for k in ("unit", "online", "last_seen")} for u in units],
+    }
+    return len(json.dumps(body, separators=(",", ":")).encode())
+
+
+def _json_credits(size: int) -> int:
+    """Credits of a JSON body sent as as many full 340-byte messages as it needs."""
+    full, rest = divmod(size, MO_MAX)
+    return full * credits_for(MO_MAX) + (credits_for(rest) if rest else 0)
+
+
 def site_day(
     collars: int = 20, interval_h: float = 6.0, units: int = 6, days: int = 3, seed: int = 2026
 ) -> dict[str, Any]:
@@ -67,7 +98,8 @@ def site_day(
         "digests_per_day": per_day,
     }
     for case in ("quiet", "typical", "busy"):
-        sizes = []
+        sizes: list[int] = []
+        baseline: list[int] = []
         for n in range(days * per_day):
             now = start + n * interval_h * 3600.0
             latest = []
@@ -92,16 +124,18 @@ def site_day(
                 }
                 for i, name in enumerate(names)
             ]
-            _, data = build_digest(
-                now=now, seq=n, site=1, alerts=_alerts(case, now), fixes=latest, units=unit_rows
-            )
+            alerts = _alerts(case, now)
+            _, data = build_digest(now=now, seq=n, site=1, alerts=alerts, fixes=latest, units=unit_rows)
             sizes.append(len(data))
+            baseline.append(_json_baseline(alerts, latest, unit_rows))
         worst = max(sizes)
         out[case] = {
             "bytes_per_digest": worst,
             "credits_per_digest": credits_for(worst),
             "bytes_per_day": worst * per_day,
             "credits_per_day": credits_for(worst) * per_day,
+            "json_bytes_per_digest": max(baseline),
+            "json_credits_per_day": _json_credits(max(baseline)) * per_day,
         }
     out["bytes_per_digest"] = out["typical"]["bytes_per_digest"]
     out["credits_per_day"] = out["typical"]["credits_per_day"]
@@ -126,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  {case:8s} {f['bytes_per_digest']:4d} bytes/digest = {f['credits_per_digest']} credits; "
             f"{f['bytes_per_day']:5d} bytes/day = {f['credits_per_day']:3d} credits/day"
+            f"   (baseline, the same as JSON: {f['json_bytes_per_digest']:5d} bytes/digest,"
+            f" {f['json_credits_per_day']:4d} credits/day)"
         )
     print(json.dumps(figures, sort_keys=True))
     return 0
