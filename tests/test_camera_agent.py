@@ -712,3 +712,47 @@ def test_the_full_image_behind_a_thumbnail_reaches_the_station(broker, collect, 
     (best,) = [i for i in end["images"] if i["id"] == thumb["image_id"]]
     expected = (original / best["file"]).read_bytes()
     assert hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(expected).digest()
+
+
+def test_station_pauses_and_resumes_a_camera_and_asks_for_a_picture(broker, collect, tmp_path) -> None:
+    """capture_mode paused: PIR edges start nothing (counted); normal again: they do; capture: a
+    manual picture now. All as commands with correlation ids, answered on …/response."""
+    responses = collect(broker, f"{TOPICS.base}/unit/command/+/response")
+    config = _config(tmp_path, broker, max_burst=1, retrigger_interval_s=0.2)
+    unit, _camera, factory = _unit(config, _real_time_from(DAY))
+    pir = factory.pin(config.camera.pir_pin)
+    sender = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="station-commands")
+    sender.connect(broker.host, broker.port)
+    sender.loop_start()
+
+    def ask(name: str, body: dict) -> dict:
+        sender.publish(TOPICS.command(name), json.dumps(body).encode(), qos=1).wait_for_publish(10)
+        responses.wait_until(lambda ms: any(json.loads(m.payload)["data"]["id"] == body["id"] for m in ms))
+        return next(
+            d for m in responses.messages for d in [json.loads(m.payload)["data"]] if d["id"] == body["id"]
+        )
+
+    unit.start()
+    try:
+        _wait(lambda: unit.relay.connected, what="the unit to connect")
+        assert ask("capture_mode", {"id": "m1", "mode": "paused"})["mode"] == "paused"
+        pir.drive_high()
+        time.sleep(0.3)
+        pir.drive_low()
+        _wait(lambda: unit.counters["paused_triggers"] >= 1, what="the PIR edge to be turned away")
+        assert not unit.completed
+        bad = ask("capture_mode", {"id": "m2", "mode": "sleepy"})
+        assert bad["status"] == "bad_request" and "normal" in bad["message"]
+        taken = ask("capture", {"id": "m3"})  # a manual picture works even while paused
+        assert taken["status"] == "ok"
+        _wait(lambda: len(unit.completed) == 1, what="the manual picture")
+        assert ask("capture_mode", {"id": "m4", "mode": "normal"})["mode"] == "normal"
+        time.sleep(0.5)  # past the rest after the manual picture
+        pir.drive_high()
+        _wait(lambda: len(unit.completed) == 2, what="a PIR event once resumed")
+        pir.drive_low()
+    finally:
+        sender.disconnect()
+        sender.loop_stop()
+        unit.stop()
+    assert [e.trigger for e in unit.completed] == ["manual", "pir"]
