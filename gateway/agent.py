@@ -240,6 +240,8 @@ class Gateway:
         """True while the relay and every source's thread run: the systemd watchdog pings only then."""
         threads = [w.thread for w in self.workers] + [w.thread for w in self.lora_workers]
         hub_ok = self.hub is None or self.hub.alive()
+        if self.uplinks is not None:
+            hub_ok = hub_ok and all(uplink.running for uplink in self.uplinks.running)
         return self.relay.alive() and hub_ok and all(t.is_alive() for t in threads)
 
     def wait(self, stop: threading.Event) -> None:
