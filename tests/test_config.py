@@ -126,11 +126,11 @@ def test_lora_mistakes_are_named(change, key, says):
 def test_station_section_is_checked_and_only_for_gateways(tmp_path):
     config = load_config(EXAMPLE)
     assert config.station is not None and config.station.web_port == 8080 and config.station.mortality_h == 12
-    with pytest.raises(ConfigError, match="station.boundary"):
+    with pytest.raises(ConfigError, match=r"station\.boundary"):
         parse_config({**MINIMAL, "station": {"boundary": str(tmp_path / "missing.geojson")}})
-    with pytest.raises(ConfigError, match="station.mortality_h"):
+    with pytest.raises(ConfigError, match=r"station\.mortality_h"):
         parse_config({**MINIMAL, "station": {"mortality_h": 0}})
-    with pytest.raises(ConfigError, match="station.disk_full_percent"):
+    with pytest.raises(ConfigError, match=r"station\.disk_full_percent"):
         parse_config({**MINIMAL, "station": {"disk_full_percent": 120}})
     camera = {"unit": {"id": "cam-01", "site": "helan", "role": "camera"}, "station": {}}
     with pytest.raises(ConfigError, match="only in a gateway"):
@@ -139,5 +139,5 @@ def test_station_section_is_checked_and_only_for_gateways(tmp_path):
 
 def test_a_name_with_a_trailing_newline_is_refused():
     # `re.match` with `$` would accept "gw-01\n": a newline in a topic or a generated file.
-    with pytest.raises(ConfigError, match="unit.id"):
+    with pytest.raises(ConfigError, match=r"unit\.id"):
         parse_config({"unit": {"id": "gw-01\n", "site": "helan"}})

@@ -15,7 +15,18 @@ from uncia import __version__
 from uncia.logs import setup_logging
 
 # Order is the order shown in `uncia --help`.
-COMMANDS = ("provision", "selftest", "budget", "gateway", "camera", "status", "export", "fixes", "sim", "demo")
+COMMANDS = (
+    "provision",
+    "selftest",
+    "budget",
+    "gateway",
+    "camera",
+    "status",
+    "export",
+    "fixes",
+    "sim",
+    "demo",
+)
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
