@@ -225,6 +225,10 @@ class Relay:
         self._subs: dict[str, tuple[int, MessageHandler]] = {}
         self._new_subs: list[str] = []
         self._subs_lock = threading.Lock()
+        # "online" is announced once the broker has acknowledged our subscriptions: a unit that says it
+        # is online hears its commands (zigbee2mqtt's availability means the same).
+        self._suback_pending: set[int] = set()
+        self._online_pending = False
 
         self._stopping = False
         self._stop_deadline = 0.0
@@ -278,6 +282,7 @@ class Relay:
         client.on_publish = self._guard(self._on_publish)
         client.on_message = self._guard(self._on_message)
         client.on_socket_open = self._guard(self._on_socket_open)
+        client.on_subscribe = self._guard(self._on_subscribe)
         # With a write callback set, publish() only queues the packet; the relay writes them in one
         # loop_write per batch, and a PUBACK can never arrive before the mid is in _inflight.
         client.on_socket_register_write = self._guard(lambda *_: None)
@@ -302,6 +307,11 @@ class Relay:
     def connected(self) -> bool:
         """True while the broker has accepted our connection."""
         return self._mqtt_up
+
+    @property
+    def online(self) -> bool:
+        """True once ``online`` is announced: connected, and the unit's subscriptions acknowledged."""
+        return self._mqtt_up and not self._online_pending
 
     def start(self) -> None:
         if self._thread is not None:
@@ -512,7 +522,9 @@ class Relay:
             topics, self._new_subs = self._new_subs, []
             wanted = [(t, self._subs[t][0]) for t in dict.fromkeys(topics)]
         for topic, qos in wanted:
-            self._client.subscribe(topic, qos)
+            _result, mid = self._client.subscribe(topic, qos)
+            if self._online_pending and mid is not None:
+                self._suback_pending.add(mid)
 
     # -- connection state --------------------------------------------------------------------------
     def _unreachable(self, reason: str) -> None:
@@ -604,11 +616,30 @@ class Relay:
             f"{self.outbox.depth:,}",
         )
         self._last_unreachable_log = -1e9
-        info = client.publish(self.topics.availability(), b"online", qos=1, retain=True)
-        self._live_mids.add(info.mid)
         with self._subs_lock:
             self._new_subs = list(self._subs)
+        self._online_pending = True
+        self._suback_pending.clear()
         self._subscribe_new()
+        if not self._suback_pending:
+            self._announce_online(client)
+
+    def _announce_online(self, client: mqtt.Client) -> None:
+        self._online_pending = False
+        info = client.publish(self.topics.availability(), b"online", qos=1, retain=True)
+        self._live_mids.add(info.mid)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        for reason in reasons or ():
+            if getattr(reason, "is_failure", False):
+                self.log.warning(
+                    "the broker refused a subscription of this unit (%s): check the broker's ACL for %s",
+                    reason,
+                    self.unit,
+                )
+        self._suback_pending.discard(mid)
+        if self._online_pending and not self._suback_pending:
+            self._announce_online(client)
 
     def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         # We batch our own writes; Nagle's algorithm would only hold a lone publish back.

@@ -726,15 +726,26 @@ def test_station_pauses_and_resumes_a_camera_and_asks_for_a_picture(broker, coll
     sender.loop_start()
 
     def ask(name: str, body: dict) -> dict:
-        sender.publish(TOPICS.command(name), json.dumps(body).encode(), qos=1).wait_for_publish(10)
-        responses.wait_until(lambda ms: any(json.loads(m.payload)["data"]["id"] == body["id"] for m in ms))
+        # As the station does: ask again (same id) until answered; the unit's subscription may still
+        # be on its way right after it connects, and a repeated id is answered once.
+        def answered(ms: list[Any]) -> bool:
+            return any(json.loads(m.payload)["data"]["id"] == body["id"] for m in ms)
+
+        for _ in range(15):
+            sender.publish(TOPICS.command(name), json.dumps(body).encode(), qos=1).wait_for_publish(10)
+            try:
+                responses.wait_until(answered, timeout=1.0)
+                break
+            except TimeoutError:
+                continue
+        responses.wait_until(answered)
         return next(
             d for m in responses.messages for d in [json.loads(m.payload)["data"]] if d["id"] == body["id"]
         )
 
     unit.start()
     try:
-        _wait(lambda: unit.relay.connected, what="the unit to connect")
+        _wait(lambda: unit.relay.online, what="the unit to be online (its commands subscribed)")
         assert ask("capture_mode", {"id": "m1", "mode": "paused"})["mode"] == "paused"
         pir.drive_high()
         time.sleep(0.3)

@@ -416,7 +416,7 @@ def test_commands_round_trip_with_acl_permitted_identities(secure_broker, tmp_pa
     station.start()
     unit.start()
     try:
-        _wait(lambda: station.hub.connected and unit.relay.connected, "station and unit online")
+        _wait(lambda: station.hub.connected and unit.relay.online, "station and unit online")
         base = f"uncia/{SITE}/{STATION}/station/command"
         staff.publish(f"{base}/ping", json.dumps({"id": "staff-1", "unit": "relay-02"}).encode())
         staff.publish(f"{base}/config", json.dumps({"id": "staff-2", "unit": "relay-02"}).encode())
