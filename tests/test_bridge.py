@@ -528,3 +528,48 @@ def test_shipped_example_runs_in_a_real_mosquitto(tmp_path: Path) -> None:
     finally:
         station.close()
         shutil.rmtree(conf_d, ignore_errors=True)
+
+
+@needs_mosquitto
+def test_the_station_hub_shows_the_bridge_going_down_and_up(pair, tmp_path: Path) -> None:
+    from edge.config import parse_config
+    from gateway.agent import Gateway
+
+    central, station = pair
+    station.start()
+    config = parse_config(
+        {
+            "unit": {"id": STATION, "site": SITE},
+            "mqtt": {"host": station.host, "port": station.port},
+            "outbox": {"path": str(tmp_path / "outbox.sqlite3")},
+            "health": {"interval": 3600},
+            "station": {
+                "record": str(tmp_path / "station.sqlite3"),
+                "image_dir": str(tmp_path / "img"),
+                "web": False,
+            },
+        }
+    )
+    gateway = Gateway(config)
+    events: list[dict] = []
+    gateway.hub.live.listen(events.append)
+    gateway.start()
+    name = f"uncia-bridge-{SITE}-{STATION}"
+
+    def link() -> bool | None:
+        state = gateway.hub.status()["station"]["bridges"].get(name)
+        return None if state is None else state["up"]
+
+    try:
+        deadline = time.monotonic() + 15
+        while link() is not False:
+            assert time.monotonic() < deadline, "the hub never saw the bridge down"
+            time.sleep(0.05)
+        central.start()
+        deadline = time.monotonic() + 15
+        while link() is not True:
+            assert time.monotonic() < deadline, "the hub never saw the bridge up"
+            time.sleep(0.05)
+    finally:
+        gateway.stop()
+    assert [e["up"] for e in events if e["type"] == "bridge"][-2:] == [False, True]

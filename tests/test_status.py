@@ -323,3 +323,13 @@ def test_status_dict_is_not_changed_by_rendering(status):
     before = copy.deepcopy(status)
     status_text(status)
     assert status == before
+
+
+def test_a_bridge_that_is_down_is_said_in_words(status):
+    status["station"]["bridges"] = {
+        "uncia-bridge-helan-gw-01": {"up": False, "since": "2026-11-25T09:12:00.000Z"}
+    }
+    text = status_text(status)
+    assert "central link DOWN since 2026-11-25T09:12:00.000Z (uncia-bridge-helan-gw-01)" in text
+    status["station"]["bridges"]["uncia-bridge-helan-gw-01"]["up"] = True
+    assert "central link up" in status_text(status)

@@ -157,6 +157,14 @@ def header(status: dict[str, Any], now: datetime) -> Text:
     for i, (severity, n) in enumerate(sorted(counts.items(), key=lambda kv: SEVERITY_ORDER.get(kv[0], 9))):
         line.append(", " if i else "")
         line.append(f"{n} {severity}", style=SEVERITY_STYLE.get(severity, ""))
+    for name, bridge in sorted(_dict(station.get("bridges")).items()):
+        bridge = _dict(bridge)
+        line.append("\ncentral link ")
+        if bridge.get("up"):
+            line.append("up", style="green")
+        else:
+            line.append(f"DOWN since {_text(bridge.get('since'))}", style="bold red")
+        line.append(f" ({name})", style="dim")
     where = [f"web {station['web']}" if station.get("web") else "", _text(station.get("record"))]
     if any(where):
         line.append("\n" + " · ".join(w for w in where if w), style="dim")

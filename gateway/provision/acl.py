@@ -4,8 +4,9 @@ The rules (docs/topics.md, docs/provisioning.md):
 
 - a unit U writes only under ``uncia/<site>/U/#`` and reads only its commands
   ``uncia/<site>/U/unit/command/+`` (a paired camera also reads its partner's pair triggers);
-- the gateway (station hub) reads the whole site, writes under its own topics, the units' command
-  topics and the coarsened public feed ``uncia-shared/<site>/#``;
+- the gateway (station hub) reads the whole site and the bridge's link state
+  (``$SYS/broker/connection/#``), writes under its own topics, the units' command topics and the
+  coarsened public feed ``uncia-shared/<site>/#``;
 - staff read the whole site (exact positions) and write only the hub's request topics;
 - dashboards read only the coarsened feed: exact collar positions are what a poacher wants.
 
@@ -31,6 +32,8 @@ def unit_rules(site: str, unit: Unit, gateway: str) -> list[str]:
             f"topic write {own}/#",
             f"topic write uncia/{site}/+/unit/command/+",
             f"topic write {SHARED_PREFIX}/{site}/#",
+            # the bridge's link state (docs/bridge.md), shown to staff by the hub
+            "topic read $SYS/broker/connection/#",
         ]
     rules = [f"topic write {own}/#", f"topic read {own}/unit/command/+"]
     if unit.pair_with:

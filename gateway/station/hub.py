@@ -45,6 +45,7 @@ from gateway.station.record import FixRow, RecordReader, StationRecord, iso
 from gateway.station.view import alert_view, status, tracks, unit_view
 
 SHARED_PREFIX = "uncia-shared"
+BRIDGE_STATE_FILTER = "$SYS/broker/connection/+/state"  # docs/bridge.md
 _BATCH = 500
 _TICK_S = 5.0
 _PRUNE_S = 3600.0
@@ -106,6 +107,7 @@ class StationHub:
             },
             log=self.log.getChild("commands"),
         )
+        self.bridges: dict[str, dict[str, Any]] = {}  # the station broker's bridges: up, since
         self._queue: queue.SimpleQueue[mqtt.MQTTMessage | None] = queue.SimpleQueue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -214,10 +216,31 @@ class StationHub:
             self.log.error("station broker refused the hub: %s", reason)
             return
         self._connected.set()
-        client.subscribe(f"uncia/{self.site}/#", qos=1)
+        client.subscribe([(f"uncia/{self.site}/#", 1), (BRIDGE_STATE_FILTER, 1)])
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic.startswith("$SYS/"):
+            self._bridge_state(message.topic, bytes(message.payload))
+            self._ack(message)
+            return
         self._queue.put(message)
+
+    def _bridge_state(self, topic: str, payload: bytes) -> None:
+        """``$SYS/broker/connection/<name>/state``: the station broker's bridge to the centre up (1) or down (0)."""
+        name = topic.split("/")[3] if topic.count("/") >= 4 else topic
+        up = payload.strip() == b"1"
+        before = self.bridges.get(name)
+        self.bridges[name] = {
+            "up": up,
+            "since": iso(self.wall()) if before is None or before["up"] != up else before["since"],
+        }
+        if before is None or before["up"] != up:
+            (self.log.info if up else self.log.warning)(
+                "bridge %s to the central broker is %s",
+                name,
+                "up" if up else "DOWN: the centre gets the site's data later",
+            )
+            self.live.publish({"type": "bridge", "bridge": name, **self.bridges[name]})
 
     def _ack(self, message: mqtt.MQTTMessage) -> None:
         if message.qos > 0:
@@ -410,6 +433,7 @@ class StationHub:
                 web=self.web_address(),
                 now=self.wall(),
                 offline_after_s=self.settings.unit_offline_min * 60.0,
+                bridges=dict(self.bridges),
             )
         finally:
             if own:

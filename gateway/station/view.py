@@ -3,7 +3,8 @@
 The same document feeds the web page (``GET /api/status``), ``uncia status`` (tables, ``--json``)
 and scripts. Shapes (every field may be null when the unit never said):
 
-- ``station``: site, unit (the gateway), now, record path, web address.
+- ``station``: site, unit (the gateway), now, record path, web address, the bridges to the central
+  broker (``{name: {"up": bool, "since": time}}``, as the station broker reports them).
 - ``units``: one row per unit heard: online, last seen, state (``ok``/``degraded``/``offline``) with
   reasons, battery, disk, software version, config hash, clock source, outbox backlog, position.
 - ``collars``: one row per track: last fix, when last heard and via which modem, battery, RSSI/SNR,
@@ -123,6 +124,7 @@ def status(
     now: float | None = None,
     offline_after_s: float = 1800.0,
     captures: int = 12,
+    bridges: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The whole status document (see the module notes)."""
     now = time.time() if now is None else now
@@ -147,7 +149,15 @@ def status(
         key=lambda a: (SEVERITY_ORDER.get(a["severity"], 9), a["since"] or ""),
     )
     return {
-        "station": {"site": site, "unit": station, "now": iso(now), "record": str(reader.path), "web": web},
+        "station": {
+            "site": site,
+            "unit": station,
+            "now": iso(now),
+            "record": str(reader.path),
+            "web": web,
+            # the station broker's bridges to the central broker (empty: none, or not known here)
+            "bridges": bridges or {},
+        },
         "units": [unit_view(u, now=now, offline_after_s=offline_after_s) for u in reader.units()],
         "collars": collars,
         "alerts": alerts,

@@ -574,9 +574,24 @@ async function openImage(eventId) {
 
 // -- the whole status and the live feed ---------------------------------------------------------------
 
+// The station broker's bridge(s) to the central broker: text and colour, so a dead uplink is seen.
+function showBridges(bridges) {
+  const box = document.getElementById("bridges");
+  box.replaceChildren();
+  for (const [name, b] of Object.entries(bridges || {})) {
+    const badge = document.createElement("span");
+    badge.className = `bridge ${b.up ? "up" : "down"}`;
+    badge.dataset.bridge = name;
+    badge.textContent = b.up ? "central link up" : `central link DOWN since ${(b.since || "").slice(11, 16)} UTC`;
+    badge.title = `${name}: ${b.up ? "up" : "down"} since ${b.since}`;
+    box.append(badge);
+  }
+}
+
 function showStatus(message) {
   const status = message.status;
   state.station = status.station;
+  showBridges(status.station.bridges);
   document.getElementById("station-name").textContent = `${status.station.site} · ${status.station.unit}`;
   document.title = `uncia ${status.station.site} · ${status.station.unit}`;
   const flash = state.loadedOnce; // after a reconnect, what is new still flashes
@@ -630,6 +645,10 @@ function onEvent(message) {
       break;
     case "unit":
       showUnit(message.unit, true);
+      break;
+    case "bridge":
+      state.station.bridges = { ...(state.station.bridges || {}), [message.bridge]: { up: message.up, since: message.since } };
+      showBridges(state.station.bridges);
       break;
     default:
       break; // a newer gateway: ignore what this page does not know
