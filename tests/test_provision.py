@@ -404,7 +404,10 @@ def test_tar_bundle_members_and_archive_are_0600_for_secrets(tmp_path: Path) -> 
     with tarfile.open(target) as tar:
         members = {m.name: m for m in tar.getmembers()}
     secrets = {f"{t.name}/{f.path}" for t in result.trees for f in t.files if f.secret}
-    assert len(secrets) == 8
+    # 8 MQTT/TLS secrets + the staff page's password, for the gateway and in the staff bundle
+    assert len(secrets) == 10
+    assert "gw-01/uncia/files/etc/uncia/web-password" in secrets
+    assert any(name.endswith("/web-password") and not name.startswith("gw-01/") for name in secrets)
     for name, member in members.items():
         if name in secrets:
             assert member.mode == 0o600, name

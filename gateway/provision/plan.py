@@ -30,6 +30,7 @@ from gateway.provision.unit_config import (
     CERT_FILE,
     KEY_FILE,
     PASSWORD_FILE,
+    WEB_PASSWORD_FILE,
     config_path,
     render_unit_config,
 )
@@ -152,6 +153,9 @@ def _unit_installs(
         installs += _broker_installs(inventory, state)
         if site.boundary is not None:
             installs.append(Install(BOUNDARY_FILE, site.boundary.read_bytes()))
+        installs.append(
+            Install(WEB_PASSWORD_FILE, (state.web_password() + "\n").encode(), 0o600, "uncia", "uncia")
+        )
     return installs
 
 
@@ -225,6 +229,13 @@ def person_tree(inventory: Inventory, state: SiteState, name: str, kind: str) ->
     else:
         files.append(BundleFile("password", (state.password(name) + "\n").encode(), 0o600, True))
         login = f"user name {name}, password in the file 'password'"
+    page = ""
+    if kind == "staff":
+        files.append(BundleFile("web-password", (state.web_password() + "\n").encode(), 0o600, True))
+        page = (
+            f"staff page: http://{site.broker_address}:8080/ (user name staff, password in the file"
+            " 'web-password')\n"
+        )
     reads = (
         f"uncia/{site.name}/# (exact positions: keep this device safe)"
         if kind == "staff"
@@ -236,7 +247,7 @@ def person_tree(inventory: Inventory, state: SiteState, name: str, kind: str) ->
             (
                 f"MQTT access for {kind} '{name}' at site {site.name}\n\n"
                 f"broker: {site.broker_address} port {site.broker_port}, TLS (verify with ca.crt)\n"
-                f"login: {login}\nmay read: {reads}\n"
+                f"login: {login}\nmay read: {reads}\n{page}"
             ).encode(),
         )
     )

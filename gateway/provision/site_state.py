@@ -176,6 +176,14 @@ class SiteState:
     def password(self, name: str) -> str:
         return self._read(self.private / f"{name}.password").decode()
 
+    def web_password(self) -> str:
+        """The staff page's password (user "staff"), made at the first provisioning of the site."""
+        path = self.private / "web.password"
+        if path not in self._secrets and not path.exists():
+            self._secrets[path] = generate_password().encode()
+            self.changed = True
+        return self._read(path).decode()
+
     def client_key(self, name: str) -> bytes:
         return self._read(self.private / f"{name}.key")
 

@@ -22,6 +22,7 @@ CA_FILE = f"{ETC}/ca.crt"
 CERT_FILE = f"{ETC}/client.crt"
 KEY_FILE = f"{ETC}/client.key"
 BOUNDARY_FILE = f"{ETC}/boundary.geojson"
+WEB_PASSWORD_FILE = f"{ETC}/web-password"
 
 
 def config_path(unit: Unit) -> str:
@@ -72,7 +73,11 @@ def unit_document(inventory: Inventory, unit: Unit) -> dict[str, Any]:
         }
         doc["camera"] = camera
     else:
-        station: dict[str, Any] = {"coarse_precision_m": site.coarse_precision_m}
+        # The staff page shows exact positions and can pause cameras: never open on the LAN.
+        station: dict[str, Any] = {
+            "coarse_precision_m": site.coarse_precision_m,
+            "web_password_file": WEB_PASSWORD_FILE,
+        }
         if site.boundary is not None:
             station["boundary"] = BOUNDARY_FILE
         doc["station"] = station | dict(unit.station)
@@ -106,6 +111,7 @@ def check_unit_config(inventory: Inventory, unit: Unit) -> UnitConfig:
     probe = json.loads(json.dumps(doc))
     probe["mqtt"] = {k: v for k, v in probe["mqtt"].items() if not k.endswith("_file")}
     probe.get("station", {}).pop("boundary", None)
+    probe.get("station", {}).pop("web_password_file", None)
     try:
         return parse_config(probe, source=f"unit {unit.id}")
     except ConfigError as exc:
