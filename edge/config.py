@@ -190,6 +190,7 @@ class CameraSettings:
     pair_with: str = ""  # the partner unit's id at the same site (other flank of the trail); "" = none
     collar_rssi_dbm: float = -80.0  # a collar heard louder than this (a [[lora]] modem) arms capture
     proximity_hold_s: float = 600.0  # ... for this long after the last time it was heard
+    relay_collars: bool = True  # relay every collar fix its modem hears to the station (more coverage)
     health_interval_s: float = 600.0  # the camera's status (counters, disk, temperature, degraded)
     degraded_after_h: float = 48.0  # no light change for this long: buried in snow, lens iced
 

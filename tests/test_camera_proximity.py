@@ -122,6 +122,7 @@ def test_the_armed_policy_rests_never_and_bursts_twice_as_long() -> None:
 
 def test_a_collar_heard_close_tags_the_next_event(broker, collect, tmp_path: Path) -> None:
     inbox = collect(broker, "uncia/helan/cam-07/cam0/event/capture")
+    relayed = collect(broker, "uncia/helan/cam-07/+/event/fix")
     with PtyPort(tmp_path / "lora0") as pty:
         modem = RylrEmulator(pty, rng=random.Random(3))
         modem.start()
@@ -169,9 +170,13 @@ def test_a_collar_heard_close_tags_the_next_event(broker, collect, tmp_path: Pat
             _wait(lambda: len(unit.completed) == 2 or unit.trigger(), what="the next event")
             report = unit.health()["proximity"]
             inbox.wait_until(lambda ms: sum(m.json()["data"]["phase"] == "end" for m in ms) == 2)
+            relayed.wait_for(2, unique=True)  # near and far: every collar fix heard goes to the station
         finally:
             unit.stop()
             modem.stop()
+    fixes = {m.topic.split("/")[3]: m.json()["data"] for m in relayed.unique()}
+    assert set(fixes) == {"collar-23", "collar-17"}
+    assert fixes["collar-17"]["rssi"] == -62 and fixes["collar-17"]["modem"] == "lora0"
     before, after = unit.completed
     assert "collars" not in before.tags
     assert after.tags["collars"] == ["collar-17"] and after.tags["collar_rssi_dbm"] == {"collar-17": -62}

@@ -584,3 +584,33 @@ def test_the_staff_page_with_a_password_refuses_without_it(secure_broker, tmp_pa
             assert json.loads(reply.read())["station"]["unit"] == STATION
     finally:
         station.stop()
+
+
+def test_collar_fixes_relayed_by_a_camera_unit_count_but_its_own_gps_does_not(secure_broker, tmp_path):
+    station = _gateway(secure_broker, tmp_path, station=_station(tmp_path))
+    camera = Client(secure_broker, "cam-01")
+    watcher = Client(secure_broker, "staff", f"uncia/{SITE}/{STATION}/station/event/alert")
+    station.start()
+    try:
+        _wait(lambda: station.hub.connected, "the hub")
+        now = datetime.now(UTC)
+        health = {"camera": "cam0", "state": "ok", "reasons": [], "position": {"lat": 38.86, "lon": 105.97}}
+        camera.publish(
+            Topics(SITE, "cam-01").state("cam0", "health"),
+            Envelope("cam-01").encode(
+                "cam0-health", 1, "camera_health", health, time=now, received=now, clock=ClockSource.GPS
+            ),
+        )
+        Collar(camera, "cam-01", "gps").fix(now, 38.9, 106.5)  # the unit's own GPS, east of the reserve
+        Collar(camera, "cam-01", "collar-33").fix(now, 38.9, 106.5)  # a collar it heard, same place
+        _wait(
+            lambda: any(b["key"] == "geofence_exit:collar-33" for b in watcher.bodies("/alert")),
+            "the collar's alert",
+        )
+        time.sleep(0.5)
+    finally:
+        camera.close()
+        watcher.close()
+        station.stop()
+    keys = {b["key"] for b in watcher.bodies("/alert")}
+    assert "geofence_exit:cam-01/gps" not in keys

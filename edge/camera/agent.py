@@ -90,6 +90,7 @@ from edge.camera.transfer import ImageSender
 from edge.clock import Clock, system_clock_source, utc_now
 from edge.config import ConfigError, UnitConfig, unit_identity
 from edge.fix import ClockSource
+from edge.fix_source import publish_fix
 from edge.messages import Envelope
 from edge.outbox import Outbox, OutboxError
 from edge.relay import Relay
@@ -171,6 +172,7 @@ class CameraUnit:
                 "camera_errors",
                 "internal_errors",
                 "paused_triggers",
+                "collar_fixes_relayed",
             ),
             0,
         )
@@ -350,6 +352,22 @@ class CameraUnit:
         self.relay.stop(timeout)
         self._closing.close()
         self.log.info("camera unit stopped")
+
+    def relay_collar_fix(self, heard: Any) -> None:
+        """A collar fix heard on the unit's LoRa modem (an `edge.lora.ingest.RadioFix`), relayed to the
+        station as the gateway relays its own; the station keeps each reception and its rules take a
+        fix once (by its time)."""
+        publish_fix(
+            self.outbox,
+            self.topics,
+            self.envelope,
+            heard.collar,
+            heard.fix,
+            received=self._clock(),
+            clock=self._clock_state,
+            extra=heard.extra(),
+        )
+        self.counters["collar_fixes_relayed"] += 1
 
     CAPTURE_MODES = ("normal", "paused")
 

@@ -17,8 +17,10 @@ close: tune the threshold on site by walking a collar past the trap) arms the un
 `CollarProximity` is the pure core (packets and a monotonic time in, armed or not out).
 `CollarListener` is the add-on: one `edge.lora.ingest.LoraWorker` per modem (the station's modem
 worker: configure, receive, health check, reset and retry with backoff, each failure logged once
-with its reason), feeding the core. Packets that are not collar fixes are counted and dropped: the
-camera unit does not relay what it hears (the station's own modem does that).
+with its reason), feeding the core. With ``relay_collars`` (the default) every collar fix the unit
+hears, near or far, is also relayed to the station like the gateway's own (``uncia/<site>/<unit>/
+collar-<id>/event/fix``, through the outbox): a trap in a ravine hears collars the station cannot.
+Packets that are not collar fixes are counted and dropped.
 """
 
 from __future__ import annotations
@@ -173,6 +175,8 @@ class CollarListener(CameraAddon):
                 worker.thread.join(5.0)
 
     def _on_fix(self, fix: RadioFix) -> None:
+        if self.unit.settings.relay_collars:
+            self.unit.relay_collar_fix(fix)
         now = self._mono()
         was_armed = self.core.armed(now)
         if not self.core.heard(fix.collar, fix.rssi, now):

@@ -376,8 +376,8 @@ class StationHub:
         )
 
     def _publish_coarse(self, row: FixRow) -> None:
-        if row.unit in self.ingest.camera_units:
-            return
+        if row.unit in self.ingest.camera_units and row.track != row.source:
+            return  # a camera unit's own position is not an animal's
         lat, lon = coarse(row.lat, row.lon, self.settings.coarse_precision_m)
         hour = datetime.fromtimestamp(row.time, UTC).replace(minute=0, second=0, microsecond=0)
         body = {

@@ -138,8 +138,8 @@ class Ingest:
         self.counts["fix"] += 1
         out.new_fix = row
         out.live.append({"type": "fix", "track": row.track, "fix": fix_view(row)})
-        if unit in self.camera_units:
-            return  # a camera unit's own GPS: where the unit stands, not an animal
+        if unit in self.camera_units and row.track != row.source:
+            return  # a camera unit's own GPS: where the unit stands, not an animal (collars it relays count)
         out.changes += self.engine.fix(
             row.track,
             datetime.fromtimestamp(row.time, UTC),
