@@ -115,6 +115,24 @@ class LoraSettings:
     reset_pin: int = -1  # BCM GPIO wired to the module's reset input; -1: none (soft reset only)
     health_interval: float = 60.0  # seconds between "are you still there" checks
     duty_cycle_percent: float = 1.0  # regional limit for this unit's own transmissions
+    # The collars' compact payload carries positions as offsets from a registered site centre, and the
+    # site number in its CRC (docs/lora-payload.md): 1 = Helan Shan. Another reserve: a new number with
+    # its centre here (the collars must be flashed with the same).
+    site_number: int = 1
+    site_lat: float | None = None
+    site_lon: float | None = None
+
+    def payload_site(self) -> Any:
+        """The `edge.lora.payload.Site` the collars' positions are relative to."""
+        from edge.lora.payload import SITES, Site
+
+        if self.site_lat is None and self.site_lon is None:
+            if self.site_number not in SITES:
+                raise ValueError(f"site {self.site_number} is not registered: give site_lat and site_lon")
+            return SITES[self.site_number]
+        if self.site_lat is None or self.site_lon is None:
+            raise ValueError("give both site_lat and site_lon, or neither")
+        return Site(f"site-{self.site_number}", self.site_number, self.site_lat, self.site_lon)
 
     def radio(self) -> Any:
         """The `edge.lora.modem.RadioSettings` for the driver (validated when the config is read)."""
@@ -495,6 +513,10 @@ def _lora_sections(raw: Any, taken: set[str], source: str | None) -> tuple[LoraS
             raise ConfigError(
                 f"{key}.duty_cycle_percent", item.duty_cycle_percent, "a percentage above 0", source
             )
+        try:
+            item.payload_site()
+        except ValueError as exc:
+            raise ConfigError(f"{key}.site_number", item.site_number, str(exc), source) from exc
         try:
             item.radio()
         except ValueError as exc:  # RadioSettingError: names the radio field and what it must be

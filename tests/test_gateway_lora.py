@@ -230,3 +230,28 @@ def test_packet_decoder_counts_every_outcome():
     assert decoder.decode(Packet(b"$GPGGA,garbage*00", -80, 5.0, now)).reason.startswith("nmea_")
     assert decoder.decode(Packet(bytes([0x90]) + b"\x00" * 11, -80, 5.0, now)).reason == "bad_crc"
     assert sum(decoder.counts.values()) == 3
+
+
+def test_another_reserve_decodes_with_its_own_site_centre():
+    from edge.config import ConfigError, parse_config
+    from edge.lora.ingest import PacketDecoder
+    from edge.lora.modem import Packet
+    from edge.lora.payload import CollarFix, Site, encode_fix
+
+    base = {"unit": {"id": "gw-9", "site": "qilian"}}
+    lora = {"name": "lora0", "port": "/dev/null", "family": "rylr"}
+    config = parse_config({**base, "lora": [{**lora, "site_number": 7, "site_lat": 38.2, "site_lon": 99.6}]})
+    site = config.lora[0].payload_site()
+    assert site == Site("site-7", 7, 38.2, 99.6)
+    when = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+    payload = encode_fix(CollarFix(5, when, 38.31, 99.52, 1, 2, 60), site=site)
+    heard = PacketDecoder("lora0", site).decode(Packet(payload, -90, 5.0, when, 5))
+    assert (
+        isinstance(heard, list)
+        and abs(heard[0].fix.lat - 38.31) < 1e-4
+        and abs(heard[0].fix.lon - 99.52) < 1e-4
+    )
+    # Decoded with Helan's centre the CRC (which carries the site number) refuses it: never a misplaced fix.
+    assert not isinstance(PacketDecoder("lora0").decode(Packet(payload, -90, 5.0, when, 5)), list)
+    with pytest.raises(ConfigError, match="site_number"):
+        parse_config({**base, "lora": [{**lora, "site_number": 9}]})

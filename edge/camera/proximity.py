@@ -148,7 +148,9 @@ class CollarListener(CameraAddon):
     ) -> None:
         s = unit.settings
         self.unit = unit
-        self.core = CollarProximity(s.collar_rssi_dbm, s.proximity_hold_s)
+        site = modems[0].payload_site() if modems else None
+        decoder = PacketDecoder("proximity", site) if site is not None else None
+        self.core = CollarProximity(s.collar_rssi_dbm, s.proximity_hold_s, decoder=decoder)
         self._mono = monotonic
         self.log = log or logging.getLogger("uncia.camera.proximity")
         self._stop = threading.Event()

@@ -26,7 +26,7 @@ from edge.decoder import FixDecoder
 from edge.fix import Fix
 from edge.lora.airtime import DutyCycleAccount, time_on_air
 from edge.lora.modem import LoraModem, ModemError, Packet
-from edge.lora.payload import PayloadError, classify, decode
+from edge.lora.payload import HELAN, PayloadError, Site, classify, decode
 
 ModemFactory = Callable[[LoraSettings], LoraModem]
 
@@ -100,15 +100,16 @@ def collar_entity(collar_id: int) -> str:
 class PacketDecoder:
     """Pure: a received packet → collar fixes, or the reason it is raw. Counts every outcome."""
 
-    def __init__(self, modem: str) -> None:
+    def __init__(self, modem: str, site: Site = HELAN) -> None:
         self.modem = modem
+        self.site = site
         self.counts: Counter[str] = Counter()
 
     def decode(self, packet: Packet) -> list[RadioFix] | RawPacket:
         kind = classify(packet.payload)
         if kind == "compact":
             try:
-                collar_fixes = decode(packet.payload)
+                collar_fixes = decode(packet.payload, site=self.site)
             except PayloadError as exc:
                 self.counts[f"raw_{exc.reason}"] += 1
                 return RawPacket(self.modem, packet, exc.reason)
@@ -160,7 +161,7 @@ class LoraWorker:
     ) -> None:
         self.settings = settings
         self.radio = settings.radio()
-        self.decoder = PacketDecoder(settings.name)
+        self.decoder = PacketDecoder(settings.name, settings.payload_site())
         self.duty = DutyCycleAccount(limit_fraction=settings.duty_cycle_percent / 100.0, clock=clock)
         self.airtime_heard = 0.0
         self._on_fix, self._on_raw = on_fix, on_raw
