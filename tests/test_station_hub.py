@@ -614,3 +614,37 @@ def test_collar_fixes_relayed_by_a_camera_unit_count_but_its_own_gps_does_not(se
         station.stop()
     keys = {b["key"] for b in watcher.bodies("/alert")}
     assert "geofence_exit:cam-01/gps" not in keys
+
+
+def test_the_record_misses_nothing_across_a_broker_restart(secure_broker, tmp_path):
+    """Fixes published while the station broker restarts reach the record exactly once: the hub's
+    persistent session, acknowledged only after commit, and the publishers' QoS 1 resends."""
+    station = _gateway(secure_broker, tmp_path, station=_station(tmp_path))
+    station.start()
+    relay = Client(secure_broker, "relay-02")
+    relay.client.reconnect_delay_set(0.1, 0.5)
+    collar = Collar(relay, "relay-02", "collar-6")
+    now = datetime.now(UTC).replace(microsecond=0)
+    sent = 0
+    try:
+        _wait(lambda: station.hub.connected, "the hub")
+        for i in range(40):
+            collar.fix(now - timedelta(minutes=200 - i), 38.85 + i * 1e-4, 105.98)
+            sent += 1
+        secure_broker.stop()
+        secure_broker.start()
+        _wait(lambda: station.hub.connected and relay.client.is_connected(), "both back after the restart")
+        for i in range(40, 80):
+            collar.fix(now - timedelta(minutes=200 - i), 38.85 + i * 1e-4, 105.98)
+            sent += 1
+
+        def stored() -> int:
+            with RecordReader(tmp_path / "station.sqlite3") as reader:
+                return reader.count_fixes("collar-6", 0)
+
+        _wait(lambda: stored() >= sent, f"{sent} fixes in the record")
+        time.sleep(0.5)
+        assert stored() == sent
+    finally:
+        relay.close()
+        station.stop()
