@@ -59,6 +59,7 @@ from edge.outbox import Outbox, OutboxRow, Priority
 from edge.topics import Topics
 
 MessageHandler = Callable[[str, bytes], None]
+FIRST_HEALTH_S = 2.0
 HEALTH_SOURCE = "unit"
 
 
@@ -234,7 +235,9 @@ class Relay:
         self._stop_deadline = 0.0
         self._thread: threading.Thread | None = None
         self._started_at = clock()
-        self._next_health = self._started_at + health_interval
+        # The first report soon after start: the station's registry learns the unit's software, config
+        # hash and clock at once, not a health interval later.
+        self._next_health = self._started_at + min(health_interval, FIRST_HEALTH_S)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
