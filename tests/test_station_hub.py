@@ -400,6 +400,7 @@ def test_record_keeps_fixes_once_and_captures_with_thumbnails_across_a_hub_resta
     assert main(["status", "-c", str(config), "--json"]) == 0
     offline = json.loads(capsys.readouterr().out)
     assert {c["collar"] for c in offline["collars"]} == {"collar-3"}
+    assert {u["unit"]: u["state"] for u in offline["units"]}[STATION] == "offline"  # the station is stopped
     assert offline["captures"][0]["event_id"] == "ev-1"
     collars = {c["collar"]: c for c in status["collars"]}
     assert collars["collar-3"]["battery_percent"] == 80.0 and collars["collar-3"]["via"] == "relay-02/lora0"

@@ -174,6 +174,11 @@ class StationHub:
             client.disconnect()
             client.loop_stop()
         self.fetcher.close()
+        # The gateway's own "offline" would reach the broker after the hub has gone: note it here, so
+        # `uncia status -c` on a stopped station says so.
+        with contextlib.suppress(Exception):
+            self.record.unit_availability(self.unit, False, self.wall())
+            self.record.commit()
         self.record.close()
 
     def alive(self) -> bool:
