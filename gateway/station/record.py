@@ -14,7 +14,8 @@ One file (``[station] record``) holds:
 - ``raw``: radio packets that did not decode, with the reason (diagnosis; pruned like the rest).
 
 Times are stored as UNIX seconds (UTC). Readers (the web page, ``uncia status``, exports) open their
-own connection (`StationRecord.open_reader`) and never block the writer. Retention: `prune` deletes
+own connection (`StationRecord.open_reader`, `gateway.station.reader`) and never block the writer;
+rows are decoded in `gateway.station.rows`. Retention: `prune` deletes
 fixes, captures, raw packets and cleared alerts older than ``retention_days``.
 """
 
@@ -25,11 +26,23 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from gateway.station.reader import RecordReader
+from gateway.station.rows import (
+    FIX_COLUMNS,
+    FixRow,
+    RecordError,
+    decode_alert,
+    decode_capture,
+    epoch,
+    iso,
+    track_of,
+)
+
+# What the rest of the project imports from here (the record is the station's one file).
+__all__ = ["FixRow", "RecordError", "RecordReader", "StationRecord", "epoch", "iso", "track_of"]
 
 SCHEMA_VERSION = 1
 
@@ -132,100 +145,8 @@ CREATE TABLE IF NOT EXISTS raw (
 """
 
 
-class RecordError(RuntimeError):
-    """The station record cannot be opened or written; the message names the file and what to do."""
-
-
-def epoch(value: datetime | str | float | None) -> float | None:
-    """UNIX seconds from an aware datetime, an ISO-8601 string (``Z`` allowed) or seconds."""
-    if value is None:
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.timestamp()
-
-
-def iso(seconds: float | None) -> str | None:
-    """ISO-8601 UTC with milliseconds and ``Z``, as in every uncia message; None stays None."""
-    if seconds is None:
-        return None
-    stamp = datetime.fromtimestamp(seconds, UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
-
-
-def track_of(unit: str, source: str) -> str:
-    """Whose fix it is: the collar for LoRa collars, ``<unit>/<source>`` for a serial receiver."""
-    return source if source.startswith("collar-") else f"{unit}/{source}"
-
-
-@dataclass(frozen=True, slots=True)
-class FixRow:
-    """A fix as stored; ``time``/``received`` in UNIX seconds."""
-
-    msg_id: str
-    track: str
-    unit: str
-    source: str
-    seq: int | None
-    time: float
-    lat: float
-    lon: float
-    alt: float | None = None
-    quality: int | None = None
-    hdop: float | None = None
-    sats: int | None = None
-    speed: float | None = None
-    course: float | None = None
-    battery: float | None = None
-    rssi: float | None = None
-    snr: float | None = None
-    modem: str | None = None
-    received: float | None = None
-    clock: str | None = None
-
-    @classmethod
-    def from_message(
-        cls, unit: str, msg_id: str, source: str, seq: int, data: dict[str, Any], **kw: Any
-    ) -> FixRow:
-        """From a fix envelope's fields (``data`` = ``Fix.to_dict()`` plus the radio extras)."""
-        return cls(
-            msg_id=msg_id,
-            track=track_of(unit, source),
-            unit=unit,
-            source=source,
-            seq=seq,
-            time=epoch(data["time"]) or 0.0,
-            lat=float(data["lat"]),
-            lon=float(data["lon"]),
-            alt=data.get("alt"),
-            quality=data.get("quality"),
-            hdop=data.get("hdop"),
-            sats=data.get("sats"),
-            speed=data.get("speed"),
-            course=data.get("course"),
-            battery=data.get("battery"),
-            rssi=data.get("rssi"),
-            snr=data.get("snr"),
-            modem=data.get("modem"),
-            **kw,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"time": iso(self.time), "lat": self.lat, "lon": self.lon}
-        for name in ("alt", "quality", "hdop", "sats", "speed", "course", "battery", "rssi", "snr"):
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = value
-        return out
-
-
-_FIX_COLUMNS = [f for f in FixRow.__dataclass_fields__]
 _FIX_INSERT = (
-    f"INSERT OR IGNORE INTO fixes ({', '.join(_FIX_COLUMNS)}) VALUES ({', '.join('?' * len(_FIX_COLUMNS))})"
+    f"INSERT OR IGNORE INTO fixes ({', '.join(FIX_COLUMNS)}) VALUES ({', '.join('?' * len(FIX_COLUMNS))})"
 )
 
 
@@ -283,7 +204,7 @@ class StationRecord:
 
     def add_fix(self, row: FixRow) -> bool:
         """Store a fix; False if a fix with the same message id is already stored (a duplicate)."""
-        values = [getattr(row, c) for c in _FIX_COLUMNS]
+        values = [getattr(row, c) for c in FIX_COLUMNS]
         return self._write(_FIX_INSERT, values) == 1
 
     def add_raw(self, msg_id: str, unit: str, source: str, time: float, data: dict[str, Any]) -> bool:
@@ -478,16 +399,18 @@ class StationRecord:
 
     def capture(self, event_id: str) -> dict[str, Any] | None:
         rows = self.select("SELECT * FROM captures WHERE event_id = ?", (event_id,))
-        return _capture(rows[0]) if rows else None
+        return decode_capture(rows[0]) if rows else None
 
     def active_alerts(self) -> list[dict[str, Any]]:
-        return [_alert(r) for r in self.select("SELECT * FROM alerts WHERE cleared IS NULL ORDER BY since")]
+        return [
+            decode_alert(r) for r in self.select("SELECT * FROM alerts WHERE cleared IS NULL ORDER BY since")
+        ]
 
     def fixes_since(self, since: float) -> list[FixRow]:
         """Every fix from `since` on, in time order (the hub replays them into the alert rules)."""
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {', '.join(_FIX_COLUMNS)} FROM fixes WHERE time >= ? ORDER BY time", (since,)
+                f"SELECT {', '.join(FIX_COLUMNS)} FROM fixes WHERE time >= ? ORDER BY time", (since,)
             ).fetchall()
         return [FixRow(*row) for row in rows]
 
@@ -497,169 +420,3 @@ class StationRecord:
 
 def _bool(value: Any) -> int | None:
     return None if value is None else int(bool(value))
-
-
-class RecordReader:
-    """A read-only view of the record for one thread (web handlers, `uncia status`, exports)."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        if not self.path.exists():
-            raise RecordError(
-                f"no station record at {self.path}: has the gateway run with a [station] section?"
-            )
-        try:
-            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
-            self._db.execute("PRAGMA busy_timeout=5000")
-        except sqlite3.Error as exc:
-            raise RecordError(f"cannot read the station record {self.path} ({exc})") from exc
-        self._db.row_factory = sqlite3.Row
-        self._lock = threading.Lock()
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> RecordReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
-
-    def iter_fixes(
-        self,
-        *,
-        since: float | None = None,
-        until: float | None = None,
-        tracks: list[str] | None = None,
-        batch: int = 5000,
-    ) -> Iterator[FixRow]:
-        """Fixes in (track, time) order — what exports and track drawings want."""
-        where, params = _range("time", since, until)
-        if tracks:
-            where.append(f"track IN ({', '.join('?' * len(tracks))})")
-            params += tuple(tracks)
-        sql = f"SELECT {', '.join(_FIX_COLUMNS)} FROM fixes"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY track, time, msg_id"
-        with self._lock:
-            cursor = self._db.execute(sql, params)
-            while rows := cursor.fetchmany(batch):
-                for row in rows:
-                    yield FixRow(*row)
-
-    def tracks(self) -> list[str]:
-        return [r[0] for r in self.query("SELECT DISTINCT track FROM fixes ORDER BY track")]
-
-    def latest_fixes(self) -> dict[str, FixRow]:
-        """The newest fix of every track."""
-        rows = self.query(
-            f"SELECT {', '.join(_FIX_COLUMNS)} FROM fixes f WHERE time = (SELECT MAX(time) FROM fixes g"
-            " WHERE g.track = f.track) ORDER BY track"
-        )
-        return {row["track"]: FixRow(*row) for row in rows}
-
-    def track_points(self, track: str, since: float, limit: int = 2000) -> list[tuple[float, float, float]]:
-        """(time, lat, lon) of `track` since `since`, oldest first, at most `limit` (the newest)."""
-        rows = self.query(
-            "SELECT time, lat, lon FROM fixes WHERE track = ? AND time >= ? ORDER BY time DESC LIMIT ?",
-            (track, since, limit),
-        )
-        return [(r[0], r[1], r[2]) for r in reversed(rows)]
-
-    def count_fixes(self, track: str, since: float) -> int:
-        return self.query("SELECT COUNT(*) FROM fixes WHERE track = ? AND time >= ?", (track, since))[0][0]
-
-    def iter_captures(
-        self, *, since: float | None = None, until: float | None = None, units: list[str] | None = None
-    ) -> Iterator[dict[str, Any]]:
-        """Captures in start order, images and tags decoded."""
-        where, params = _range("start", since, until)
-        if units:
-            where.append(f"unit IN ({', '.join('?' * len(units))})")
-            params += tuple(units)
-        sql = "SELECT * FROM captures" + (" WHERE " + " AND ".join(where) if where else "")
-        for row in self.query(sql + " ORDER BY start, event_id", params):
-            yield _capture(row)
-
-    def latest_captures(self, limit: int = 20) -> list[dict[str, Any]]:
-        rows = self.query("SELECT * FROM captures ORDER BY start DESC, event_id LIMIT ?", (limit,))
-        return [_capture(row) for row in rows]
-
-    def capture(self, event_id: str) -> dict[str, Any] | None:
-        rows = self.query("SELECT * FROM captures WHERE event_id = ?", (event_id,))
-        return _capture(rows[0]) if rows else None
-
-    def thumbnail(self, event_id: str) -> bytes | None:
-        """The JPEG of the event's best still (the one its unit sent), if it arrived."""
-        rows = self.query(
-            "SELECT jpeg FROM thumbnails WHERE event_id = ? ORDER BY time DESC LIMIT 1", (event_id,)
-        )
-        return bytes(rows[0][0]) if rows else None
-
-    def thumbnail_info(self, event_id: str) -> dict[str, Any] | None:
-        rows = self.query(
-            "SELECT image_id, unit, camera, time, width, height FROM thumbnails WHERE event_id = ?"
-            " ORDER BY time DESC LIMIT 1",
-            (event_id,),
-        )
-        return dict(rows[0]) if rows else None
-
-    def image_path(self, unit: str, image_id: str) -> Path | None:
-        rows = self.query("SELECT path FROM images WHERE unit = ? AND image_id = ?", (unit, image_id))
-        return Path(rows[0][0]) if rows else None
-
-    def units(self) -> list[dict[str, Any]]:
-        """The unit registry rows, health bodies decoded."""
-        out = []
-        for row in self.query("SELECT * FROM units ORDER BY unit"):
-            item = dict(row)
-            for key in ("health", "camera_health"):
-                item[key] = json.loads(item[key]) if item[key] else None
-            out.append(item)
-        return out
-
-    def active_alerts(self) -> list[dict[str, Any]]:
-        return [_alert(r) for r in self.query("SELECT * FROM alerts WHERE cleared IS NULL ORDER BY since")]
-
-    def alerts(self, *, since: float | None = None, limit: int = 200) -> list[dict[str, Any]]:
-        """Alerts raised since `since` (active and cleared), newest first."""
-        rows = self.query(
-            "SELECT * FROM alerts WHERE raised >= ? ORDER BY raised DESC LIMIT ?", (since or 0.0, limit)
-        )
-        return [_alert(r) for r in rows]
-
-    def raw_counts(self, since: float) -> dict[str, int]:
-        rows = self.query("SELECT reason, COUNT(*) FROM raw WHERE time >= ? GROUP BY reason", (since,))
-        return {r[0] or "unknown": r[1] for r in rows}
-
-
-def _range(column: str, since: float | None, until: float | None) -> tuple[list[str], tuple[Any, ...]]:
-    where: list[str] = []
-    params: tuple[Any, ...] = ()
-    if since is not None:
-        where.append(f"{column} >= ?")
-        params += (since,)
-    if until is not None:
-        where.append(f"{column} < ?")
-        params += (until,)
-    return where, params
-
-
-def _capture(row: sqlite3.Row | dict[str, Any]) -> dict[str, Any]:
-    item = dict(row)
-    item["images"] = json.loads(item["images"])
-    item["tags"] = json.loads(item["tags"])
-    item["night"] = None if item["night"] is None else bool(item["night"])
-    return item
-
-
-def _alert(row: sqlite3.Row | dict[str, Any]) -> dict[str, Any]:
-    item = dict(row)
-    item["details"] = json.loads(item["details"])
-    item["active"] = item["cleared"] is None
-    return item
