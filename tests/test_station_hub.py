@@ -522,6 +522,11 @@ def test_a_fix_heard_by_the_station_reaches_earthranger(secure_broker, tmp_path)
             # the hub wakes the uplink when it stores a fix: no waiting for the 30 s interval
             assert server.wait_for(lambda s: len(s.observations) == 1, timeout=15)
             assert "uplinks" in station.health()
+            # staff see it: the gateway's first health report (2 s after start) carries the uplinks
+            _wait(
+                lambda: "earthranger" in station.hub.status()["station"]["uplinks"],
+                "the uplink in the status",
+            )
         finally:
             relay.close()
             station.stop()

@@ -333,3 +333,21 @@ def test_a_bridge_that_is_down_is_said_in_words(status):
     assert "central link DOWN since 2026-11-25T09:12:00.000Z (uncia-bridge-helan-gw-01)" in text
     status["station"]["bridges"]["uncia-bridge-helan-gw-01"]["up"] = True
     assert "central link up" in status_text(status)
+
+
+def test_uplinks_are_summarised_and_a_failing_one_says_why(status):
+    status["station"]["uplinks"] = {
+        "earthranger": {
+            "items_queued": 12,
+            "items_parked": 1,
+            "last_success": "2026-11-25T11:58:00.000Z",
+            "consecutive_failures": 3,
+            "last_error": "HTTP 503 from the server",
+        },
+        "iridium": {"credits_used_today": 12, "credits_per_day": 30, "last_sent": "2026-11-25T06:00:00.000Z"},
+    }
+    text = status_text(status)
+    assert (
+        "uplink earthranger: 12 waiting, 1 parked" in text and "FAILING x3: HTTP 503 from the server" in text
+    )
+    assert "uplink iridium: 12/30 credits today" in text

@@ -165,9 +165,30 @@ def header(status: dict[str, Any], now: datetime) -> Text:
         else:
             line.append(f"DOWN since {_text(bridge.get('since'))}", style="bold red")
         line.append(f" ({name})", style="dim")
+    for name, uplink in sorted(_dict(station.get("uplinks")).items()):
+        line.append("\n")
+        line.append_text(_uplink_line(name, _dict(uplink)))
     where = [f"web {station['web']}" if station.get("web") else "", _text(station.get("record"))]
     if any(where):
         line.append("\n" + " · ".join(w for w in where if w), style="dim")
+    return line
+
+
+def _uplink_line(name: str, uplink: dict[str, Any]) -> Text:
+    """One line per uplink: EarthRanger's queue and failures, Iridium's credits today."""
+    line = Text(f"uplink {name}: ")
+    failing = uplink.get("consecutive_failures") or 0
+    if name == "iridium":
+        used, limit = uplink.get("credits_used_today"), uplink.get("credits_per_day")
+        line.append(f"{_text(used) or '-'}/{_text(limit) or '-'} credits today")
+        line.append(f" · last sent {_text(uplink.get('last_sent')) or 'never'}", style="dim")
+    else:
+        line.append(
+            f"{_text(uplink.get('items_queued')) or 0} waiting, {_text(uplink.get('items_parked')) or 0} parked"
+        )
+        line.append(f" · last success {_text(uplink.get('last_success')) or 'never'}", style="dim")
+    if failing:
+        line.append(f" · FAILING x{failing}: {_text(uplink.get('last_error'))}", style="bold red")
     return line
 
 

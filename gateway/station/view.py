@@ -4,7 +4,8 @@ The same document feeds the web page (``GET /api/status``), ``uncia status`` (ta
 and scripts. Shapes (every field may be null when the unit never said):
 
 - ``station``: site, unit (the gateway), now, record path, web address, the bridges to the central
-  broker (``{name: {"up": bool, "since": time}}``, as the station broker reports them).
+  broker (``{name: {"up": bool, "since": time}}``, as the station broker reports them), the uplinks
+  (EarthRanger, Iridium: what waits, what failed, credits today) from the gateway's last health.
 - ``units``: one row per unit heard: online, last seen, state (``ok``/``degraded``/``offline``) with
   reasons, battery, disk, software version, config hash, clock source, outbox backlog, position.
 - ``collars``: one row per track: last fix, when last heard and via which modem, battery, RSSI/SNR,
@@ -144,6 +145,9 @@ def status(
                 "fixes_24h": reader.count_fixes(track, day_ago),
             }
         )
+    registry = reader.units()
+    own = next((u for u in registry if u["unit"] == station), None)
+    uplinks = ((own or {}).get("health") or {}).get("agent", {}).get("uplinks") or {}
     alerts = sorted(
         (alert_view(a) for a in reader.active_alerts()),
         key=lambda a: (SEVERITY_ORDER.get(a["severity"], 9), a["since"] or ""),
@@ -157,8 +161,10 @@ def status(
             "web": web,
             # the station broker's bridges to the central broker (empty: none, or not known here)
             "bridges": bridges or {},
+            # EarthRanger / Iridium as the gateway last reported them (its health, every minute)
+            "uplinks": uplinks,
         },
-        "units": [unit_view(u, now=now, offline_after_s=offline_after_s) for u in reader.units()],
+        "units": [unit_view(u, now=now, offline_after_s=offline_after_s) for u in registry],
         "collars": collars,
         "alerts": alerts,
         "captures": [capture_view(c) for c in reader.latest_captures(captures)],

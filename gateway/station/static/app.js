@@ -588,10 +588,30 @@ function showBridges(bridges) {
   }
 }
 
+// Uplinks beyond the station, as the gateway last reported them: quiet when fine, red when failing.
+function showUplinks(uplinks) {
+  const box = document.getElementById("uplinks");
+  box.replaceChildren();
+  for (const [name, u] of Object.entries(uplinks || {})) {
+    const badge = document.createElement("span");
+    const failing = (u.consecutive_failures || 0) > 0;
+    badge.className = `bridge ${failing ? "down" : "up"}`;
+    badge.dataset.uplink = name;
+    const what =
+      name === "iridium"
+        ? `${u.credits_used_today ?? "?"}/${u.credits_per_day ?? "?"} credits`
+        : `${u.items_queued ?? 0} waiting`;
+    badge.textContent = `${name}: ${failing ? "FAILING" : what}`;
+    badge.title = failing ? `${u.last_error || "failing"}` : JSON.stringify(u);
+    box.append(badge);
+  }
+}
+
 function showStatus(message) {
   const status = message.status;
   state.station = status.station;
   showBridges(status.station.bridges);
+  showUplinks(status.station.uplinks);
   document.getElementById("station-name").textContent = `${status.station.site} · ${status.station.unit}`;
   document.title = `uncia ${status.station.site} · ${status.station.unit}`;
   const flash = state.loadedOnce; // after a reconnect, what is new still flashes
