@@ -190,3 +190,39 @@ def test_twice_run_packages_are_byte_identical(filled, tmp_path: Path) -> None:
         second = export_camtrap(reader, tmp_path / "2")
     for a, b in zip(first.files, second.files, strict=True):
         assert a.read_bytes() == b.read_bytes(), a.name
+
+
+def test_a_camera_moved_to_another_trail_is_a_new_deployment(tmp_path: Path) -> None:
+    import random
+    from datetime import timedelta
+
+    from export_helpers import T0, _event, camera_health
+
+    from edge.fix import ClockSource
+    from gateway.station.record import StationRecord
+
+    record = StationRecord(tmp_path / "station.sqlite3")
+    rng = random.Random(8)
+    first, second = (38.80, 105.95, 2400.0), (38.82, 105.97, 2550.0)  # ~2.8 km apart
+    record.unit_health("cam-07", camera_health("cam0", first), T0.timestamp(), camera=True)
+    _event(record, "cam-07", "cam0", ClockSource.GPS, T0 + timedelta(hours=2), rng, None)
+    # GPS noise of a few metres is not a move
+    jitter = (first[0] + 0.00003, first[1], first[2])
+    record.unit_health("cam-07", camera_health("cam0", jitter), T0.timestamp() + 3 * 3600, camera=True)
+    _event(record, "cam-07", "cam0", ClockSource.GPS, T0 + timedelta(hours=4), rng, None)
+    record.unit_health("cam-07", camera_health("cam0", second), T0.timestamp() + 24 * 3600, camera=True)
+    _event(record, "cam-07", "cam0", ClockSource.GPS, T0 + timedelta(hours=30), rng, None)
+    record.commit()
+    record.close()
+    with RecordReader(tmp_path / "station.sqlite3") as reader:
+        assert len(reader.positions()["cam-07"]) == 2
+        result = export_camtrap(reader, tmp_path / "package")
+    deployments = {r["deploymentID"]: r for r in rows(result.folder / "deployments.csv")}
+    assert sorted(deployments) == ["cam-07/cam0", "cam-07/cam0@2"]
+    assert float(deployments["cam-07/cam0"]["latitude"]) == 38.8
+    assert float(deployments["cam-07/cam0@2"]["latitude"]) == 38.82
+    assert deployments["cam-07/cam0@2"]["locationID"] == "cam-07@2"
+    per_deployment = [r["deploymentID"] for r in rows(result.folder / "observations.csv")]
+    assert per_deployment.count("cam-07/cam0") == 2 and per_deployment.count("cam-07/cam0@2") == 1
+    report = frictionless_report(result.folder)
+    assert report.valid, report.flatten(["rowNumber", "fieldName", "type", "message"])

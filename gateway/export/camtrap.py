@@ -2,9 +2,11 @@
 
 Four files in one folder, loadable with camtrapdp (R), Agouti, Wildlife Insights' importer or GBIF:
 
-- ``deployments.csv``: one row per camera (``deploymentID`` = ``<unit>/<camera>``, ``locationID`` =
-  the unit), placed where the unit's latest camera health report says it stands (``position``), from
-  its first to its last exported capture. ``timestampIssues`` is ``true`` when any of its events was
+- ``deployments.csv``: one row per camera and place (``deploymentID`` = ``<unit>/<camera>``,
+  ``locationID`` = the unit), placed where the unit's camera health reported it stands
+  (``position``, kept as a history in the station record), from its first to its last exported
+  capture there. A camera moved to another trail (its position changed by more than 100 m) is a new
+  deployment and location, ``<unit>/<camera>@2``, ``<unit>@2``. ``timestampIssues`` is ``true`` when any of its events was
   timed by an ``unsynced`` clock (a Pi that booted without GPS or network time): its times may be
   off by anything.
 - ``media.csv``: one row per image (pre-trigger frames and stills): ``mediaID`` = the image id (EXIF
@@ -158,6 +160,7 @@ class _Camera:
     camera: str
     lat: float
     lon: float
+    period: int = 0  # which of the unit's positions (0: the first); a moved camera is a new deployment
     first: float = float("inf")
     last: float = float("-inf")
     events: int = 0
@@ -165,7 +168,11 @@ class _Camera:
 
     @property
     def deployment_id(self) -> str:
-        return f"{self.unit}/{self.camera}"
+        return f"{self.unit}/{self.camera}" + (f"@{self.period + 1}" if self.period else "")
+
+    @property
+    def location_id(self) -> str:
+        return self.unit + (f"@{self.period + 1}" if self.period else "")
 
 
 def export_camtrap(
@@ -189,7 +196,8 @@ def export_camtrap(
     filters = filters or ExportFilter()
     folder = out_dir(Path(out))
     result = CamtrapResult(folder=folder)
-    positions = unit_positions(reader)
+    latest = unit_positions(reader)
+    history = reader.positions()
     cameras: dict[tuple[str, str], _Camera] = {}
     media: list[list[str]] = []
     observations: list[list[str]] = []
@@ -200,11 +208,12 @@ def export_camtrap(
     for capture in filters.captures(reader):
         progress(1)
         unit, camera_id = capture["unit"], capture["camera"] or "camera"
-        if unit not in positions:
+        period, where = _position_at(history.get(unit), latest.get(unit), capture["start"])
+        if where is None:
             no_position[unit] += 1
             continue
-        key = (unit, camera_id)
-        camera = cameras.get(key) or cameras.setdefault(key, _Camera(unit, camera_id, *positions[unit]))
+        key = (unit, camera_id, period)
+        camera = cameras.get(key) or cameras.setdefault(key, _Camera(unit, camera_id, *where, period=period))
         images = sorted(capture["images"], key=lambda i: (i.get("index", 0), str(i.get("id"))))
         times = [t for t in (epoch(i.get("time")) for i in images) if t is not None]
         start = min([capture["start"], *times])
@@ -286,6 +295,23 @@ def export_camtrap(
     return result
 
 
+def _position_at(
+    history: list[tuple[float, float, float, float | None]] | None,
+    latest: tuple[float, float] | None,
+    when: float,
+) -> tuple[int, tuple[float, float] | None]:
+    """(period, (lat, lon)) of a unit at `when`: the last position reported at or before it (the first
+    one for captures before any report); the latest health's position for a record without history."""
+    if not history:
+        return 0, latest
+    period = 0
+    for i, (since, _lat, _lon, _alt) in enumerate(history):
+        if since <= when:
+            period = i
+    _since, lat, lon, _alt = history[period]
+    return period, (lat, lon)
+
+
 def unit_positions(reader: RecordReader) -> dict[str, tuple[float, float]]:
     """(lat, lon) of each unit from its latest camera health report (``position``)."""
     out = {}
@@ -329,8 +355,8 @@ def _deployment_row(camera: _Camera) -> list[str]:
     row = {c: "" for c in DEPLOYMENT_COLUMNS}
     row.update(
         deploymentID=camera.deployment_id,
-        locationID=camera.unit,
-        locationName=camera.unit,
+        locationID=camera.location_id,
+        locationName=camera.location_id,
         latitude=number(camera.lat, 7),
         longitude=number(camera.lon, 7),
         deploymentStart=iso_seconds(camera.first),

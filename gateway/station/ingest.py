@@ -29,7 +29,7 @@ from typing import Any
 from edge.messages import MessageError, decode
 from edge.topics import COMMAND, EVENT, STATE, TopicError, Topics
 from gateway.station.alerts import AlertChange, AlertEngine
-from gateway.station.record import FixRow, StationRecord
+from gateway.station.record import FixRow, StationRecord, epoch
 from gateway.station.view import capture_view, fix_view
 
 STATION_ENTITY = "station"  # the hub's own topics: uncia/<site>/<gateway>/station/...
@@ -101,7 +101,8 @@ class Ingest:
                 camera = message.type == "camera_health"
                 if camera:
                     self.camera_units.add(unit)
-                self.record.unit_health(unit, data, now, camera=camera)
+                observed = epoch(message.time)
+                self.record.unit_health(unit, data, now, camera=camera, observed=observed)
                 out.changes += self.engine.unit_health(unit, data, at)
                 out.unit_changed = unit
                 self.counts["health"] += 1

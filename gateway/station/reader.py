@@ -140,6 +140,14 @@ class RecordReader:
             out.append(item)
         return out
 
+    def positions(self) -> dict[str, list[tuple[float, float, float, float | None]]]:
+        """Each unit's position history: ``[(since, lat, lon, alt), ...]`` oldest first (a camera moved
+        to another trail starts a new entry)."""
+        out: dict[str, list[tuple[float, float, float, float | None]]] = {}
+        for row in self.query("SELECT unit, since, lat, lon, alt FROM unit_positions ORDER BY unit, since"):
+            out.setdefault(row[0], []).append((row[1], row[2], row[3], row[4]))
+        return out
+
     def active_alerts(self) -> list[dict[str, Any]]:
         return [
             decode_alert(r) for r in self.query("SELECT * FROM alerts WHERE cleared IS NULL ORDER BY since")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import sqlite3
 import threading
 from pathlib import Path
@@ -134,6 +135,14 @@ CREATE TABLE IF NOT EXISTS alerts (
     cleared REAL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_active ON alerts (key) WHERE cleared IS NULL;
+CREATE TABLE IF NOT EXISTS unit_positions (
+    unit TEXT NOT NULL,
+    since REAL NOT NULL,
+    lat REAL NOT NULL,
+    lon REAL NOT NULL,
+    alt REAL,
+    PRIMARY KEY (unit, since)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS raw (
     msg_id TEXT PRIMARY KEY,
     unit TEXT NOT NULL,
@@ -317,9 +326,22 @@ class StationRecord:
             (unit, int(online), at),
         )
 
-    def unit_health(self, unit: str, body: dict[str, Any], at: float, *, camera: bool = False) -> None:
-        """The latest health report (``camera`` for a camera's own ``<camera>/state/health``)."""
+    def unit_health(
+        self,
+        unit: str,
+        body: dict[str, Any],
+        at: float,
+        *,
+        camera: bool = False,
+        observed: float | None = None,
+    ) -> None:
+        """The latest health report (``camera`` for a camera's own ``<camera>/state/health``); a camera's
+        ``position`` also goes into the unit's position history when it moved (`observed`: the report's
+        own time, so a report delivered late after an outage is placed when it was true)."""
         text = json.dumps(body, separators=(",", ":"))
+        position = body.get("position")
+        if isinstance(position, dict) and position.get("lat") is not None and position.get("lon") is not None:
+            self._note_position(unit, observed if observed is not None else at, position)
         if camera:
             sql = (
                 "INSERT INTO units (unit, camera_health, camera_health_at, role) VALUES (?, ?, ?, 'camera')"
@@ -334,6 +356,20 @@ class StationRecord:
                 " role = COALESCE(excluded.role, units.role)"
             )
             self._write(sql, (unit, text, at, body.get("role")))
+
+    def _note_position(self, unit: str, since: float, position: dict[str, Any]) -> None:
+        lat, lon = float(position["lat"]), float(position["lon"])
+        with self._lock:
+            last = self._db.execute(
+                "SELECT lat, lon FROM unit_positions WHERE unit = ? AND since <= ? ORDER BY since DESC LIMIT 1",
+                (unit, since),
+            ).fetchone()
+            if last is not None and _metres(last[0], last[1], lat, lon) < MOVED_M:
+                return
+            self._write(
+                "INSERT OR REPLACE INTO unit_positions (unit, since, lat, lon, alt) VALUES (?, ?, ?, ?, ?)",
+                (unit, since, lat, lon, position.get("alt")),
+            )
 
     def raise_alert(self, alert: dict[str, Any], at: float) -> None:
         """Store a raised alert (an `Alert.to_dict()`); an alert already active under its key is updated."""
@@ -416,6 +452,16 @@ class StationRecord:
 
     def open_reader(self) -> RecordReader:
         return RecordReader(self.path)
+
+
+MOVED_M = 100.0  # a camera's reported position further than this from the last one: it was moved
+
+
+def _metres(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Distance on the ground, equirectangular (exact enough for "did it move 100 m")."""
+    k = 111_320.0
+    dx = (lon2 - lon1) * k * math.cos(math.radians((lat1 + lat2) / 2.0))
+    return math.hypot(dx, (lat2 - lat1) * k)
 
 
 def _bool(value: Any) -> int | None:
