@@ -23,6 +23,7 @@ COMMANDS = (
     "camera",
     "status",
     "export",
+    "uplink",
     "fixes",
     "sim",
     "demo",
