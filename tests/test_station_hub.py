@@ -654,3 +654,55 @@ def test_the_record_misses_nothing_across_a_broker_restart(secure_broker, tmp_pa
     finally:
         relay.close()
         station.stop()
+
+
+def test_a_full_record_keeps_messages_at_the_broker_and_a_bad_one_never_stalls_the_hub(
+    secure_broker, tmp_path, caplog
+):
+    station = _gateway(secure_broker, tmp_path, station=_station(tmp_path))
+    relay = Client(secure_broker, "relay-02")
+    camera = Client(secure_broker, "cam-01")
+    collar = Collar(relay, "relay-02", "collar-2")
+    now = datetime.now(UTC).replace(microsecond=0)
+    station.start()
+    hub = station.hub
+
+    def stored() -> int:
+        with RecordReader(tmp_path / "station.sqlite3") as reader:
+            return reader.count_fixes("collar-2", 0)
+
+    try:
+        _wait(lambda: hub.connected, "the hub")
+        collar.fix(now - timedelta(minutes=30), 38.85, 105.98)
+        _wait(lambda: stored() == 1, "the first fix")
+        # The card is full: SQLite refuses to grow the file.
+        pages = hub.record._db.execute("PRAGMA page_count").fetchone()[0]
+        hub.record._db.execute(f"PRAGMA max_page_count = {pages}")
+        for i in range(1, 60):
+            collar.fix(now - timedelta(minutes=30 - i * 0.1), 38.85 + i * 1e-4, 105.98)
+        _wait(lambda: "cannot be written" in caplog.text, "the hub to say the record is full")
+        full_at = stored()
+        time.sleep(1.0)
+        assert stored() == full_at < 60  # what did not fit is not acknowledged: the broker keeps it
+        hub.record._db.execute("PRAGMA max_page_count = 1073741823")  # space again
+        _wait(lambda: stored() == 60, "every fix once the card has room")
+        # A message the hub cannot handle (an event id that is not a string) is skipped, logged, and
+        # the fixes around it are stored.
+        envelope = Envelope("cam-01")
+        bad = {
+            "event_id": ["not", "a", "string"],
+            "phase": "start",
+            "camera": "cam0",
+            "start": "2026-11-25T03:00:00Z",
+        }
+        camera.publish(
+            Topics(SITE, "cam-01").event("cam0", "capture"),
+            envelope.encode("cam0", 1, "capture", bad, time=now, received=now, clock=ClockSource.GPS),
+        )
+        collar.fix(now, 38.86, 105.98)
+        _wait(lambda: stored() == 61, "the fix after the bad message")
+    finally:
+        relay.close()
+        camera.close()
+        station.stop()
+    assert hub.counters.get("dropped_bad", 0) == 1, (hub.counters, dict(hub.ingest.counts))

@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -274,15 +275,50 @@ class StationHub:
                         self._stop.set()
                         break
                     batch.append(item)
+            self._take(batch)
+
+    def _take(self, batch: list[mqtt.MQTTMessage]) -> None:
+        """Handle a batch, then acknowledge it. The record cannot be written (disk full, I/O error): keep
+        trying, unacknowledged, so the broker keeps the messages. A message the hub itself cannot handle
+        (a bug): isolate it, log it with its topic, acknowledge it, so one bad message never stalls the
+        station (the broker sends no more than its in-flight window to an unacknowledging client)."""
+        wait = 1.0
+        complained = False
+        while not self._stop.is_set():
             try:
                 self._handle_batch(batch)
+            except sqlite3.OperationalError as exc:  # full, I/O error, locked: the disk, not the data
+                self.record.rollback()
+                if not complained:
+                    self.log.error(
+                        "the station record %s cannot be written (%s): %d messages wait at the broker;"
+                        " retrying (free disk space / check the card)",
+                        self.settings.record,
+                        exc,
+                        len(batch),
+                    )
+                    complained = True
+                self._stop.wait(wait)
+                wait = min(wait * 2, 30.0)
+                continue
             except Exception:
-                self.log.exception(
-                    "station hub: a batch of %d messages failed; they will be delivered again", len(batch)
-                )
-                continue  # not acknowledged: the broker re-sends them after a reconnect
+                self.record.rollback()
+                if len(batch) == 1:
+                    self.counters["dropped_bad"] = self.counters.get("dropped_bad", 0) + 1
+                    self.log.exception(
+                        "station hub could not handle a message on %s; it is logged and skipped",
+                        batch[0].topic,
+                    )
+                    self._ack(batch[0])
+                    return
+                for message in batch:  # one by one: find the bad one, keep the rest
+                    self._take([message])
+                return
+            if complained:
+                self.log.info("the station record is written again; %d waiting messages stored", len(batch))
             for message in batch:
                 self._ack(message)
+            return
 
     def _handle_batch(self, batch: list[mqtt.MQTTMessage]) -> None:
         now = self.wall()

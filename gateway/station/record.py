@@ -196,6 +196,15 @@ class StationRecord:
                 self._db.execute("BEGIN")
                 self._dirty = False
 
+    def rollback(self) -> None:
+        """Forget the writes since the last commit (a batch that failed half-way is taken again whole)."""
+        with self._lock:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("BEGIN")
+            self._dirty = False
+
     def close(self) -> None:
         with self._lock:
             if self._db is None:
