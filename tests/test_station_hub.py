@@ -706,3 +706,13 @@ def test_a_full_record_keeps_messages_at_the_broker_and_a_bad_one_never_stalls_t
         camera.close()
         station.stop()
     assert hub.counters.get("dropped_bad", 0) == 1, (hub.counters, dict(hub.ingest.counts))
+
+
+@pytest.mark.parametrize("lat, lon", [(95.0, 105.0), (38.0, 181.0), (float("nan"), 105.0)])
+def test_a_fix_that_is_not_a_position_never_enters_the_record(lat, lon):
+    from gateway.station.record import FixRow
+
+    with pytest.raises(ValueError, match="not a position"):
+        FixRow.from_message(
+            "relay-02", "m1", "collar-1", 1, {"time": "2026-11-25T00:00:00Z", "lat": lat, "lon": lon}
+        )

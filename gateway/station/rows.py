@@ -73,7 +73,11 @@ class FixRow:
     def from_message(
         cls, unit: str, msg_id: str, source: str, seq: int, data: dict[str, Any], **kw: Any
     ) -> FixRow:
-        """From a fix envelope's fields (``data`` = ``Fix.to_dict()`` plus the radio extras)."""
+        """From a fix envelope's fields (``data`` = ``Fix.to_dict()`` plus the radio extras); ValueError for a
+        position that is not one (a fix never enters the record with lat 95 or lon NaN)."""
+        lat, lon = float(data["lat"]), float(data["lon"])
+        if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+            raise ValueError(f"lat {lat}, lon {lon} is not a position")
         return cls(
             msg_id=msg_id,
             track=track_of(unit, source),
@@ -81,8 +85,8 @@ class FixRow:
             source=source,
             seq=seq,
             time=epoch(data["time"]) or 0.0,
-            lat=float(data["lat"]),
-            lon=float(data["lon"]),
+            lat=lat,
+            lon=lon,
             alt=data.get("alt"),
             quality=data.get("quality"),
             hdop=data.get("hdop"),
