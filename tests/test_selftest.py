@@ -329,3 +329,61 @@ def test_command_exit_codes_and_one_line_per_check(tmp_path: Path, capsys) -> No
     unit_file.write_text('[unit]\nid = "GW 01"\nsite = "helan"\n')
     assert selftest_command.run(_command(["selftest", "-c", str(unit_file)])) == 3
     assert "unit.id" in capsys.readouterr().out
+
+
+# --- the station hub (gateway with [station]) ---------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _station(tmp_path: Path, **keys) -> object:
+    from edge.config import StationSettings
+
+    return StationSettings(record=str(tmp_path / "station.sqlite3"), **keys)
+
+
+def test_station_checks_record_boundary_and_web_port(tmp_path):
+    import socket
+
+    from edge.selftest.station import check_boundary, check_record_disk, check_web_port
+
+    usage = namedtuple("usage", "total used free")
+    roomy = lambda _p: usage(64e9, 10e9, 54e9)  # noqa: E731
+    assert check_record_disk(_station(tmp_path), roomy).status is Status.PASS
+    assert check_boundary(_station(tmp_path)).status is Status.PASS  # none: said so
+    good = check_boundary(_station(tmp_path, boundary=str(REPO / "deploy" / "reserve.example.geojson")))
+    assert good.status is Status.PASS and "4 zone(s)" in good.detail
+    bad_file = tmp_path / "bad.geojson"
+    bad_file.write_text(
+        '{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"kind": "lake"},'
+        ' "geometry": {"type": "Point", "coordinates": [106, 38]}}]}'
+    )
+    bad = check_boundary(_station(tmp_path, boundary=str(bad_file)))
+    assert bad.status is Status.FAIL and bad.fix
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = check_web_port(_station(tmp_path, web_host="127.0.0.1", web_port=port))
+    assert busy.status is Status.FAIL and "in use" in busy.detail and "web_port" in busy.fix
+    free = check_web_port(_station(tmp_path, web_host="127.0.0.1", web_port=free_port()))
+    assert free.status is Status.PASS
+    open_lan = check_web_port(_station(tmp_path, web_host="0.0.0.0", web_port=free_port()))
+    assert open_lan.status is Status.WARN and "web_password_file" in open_lan.fix
+
+
+def test_a_gateways_selftest_includes_the_station(tmp_path):
+    config = parse_config(
+        {
+            "unit": {"id": "gw-01", "site": "helan"},
+            "outbox": {"path": str(tmp_path / "outbox.sqlite3")},
+            "station": {
+                "record": str(tmp_path / "station.sqlite3"),
+                "web_host": "127.0.0.1",
+                "web_port": free_port(),
+            },
+        }
+    )
+    names = [name for name, _check in SelfTest(config).plan()]
+    assert "station record" in names and "reserve boundary" in names
+    assert any(n.startswith("staff page 127.0.0.1:") for n in names)

@@ -129,6 +129,13 @@ class SelfTest:
         if config.camera is not None:
             cam = config.camera
             out.append(("disk images", lambda: system.check_image_disk(cam, self.disk_usage)))
+        if config.station is not None:
+            from edge.selftest import station
+
+            st = config.station
+            out.append(("station record", lambda: station.check_record_disk(st, self.disk_usage)))
+            out.append(("reserve boundary", lambda: station.check_boundary(st)))
+            out.append((f"staff page {st.web_host}:{st.web_port}", lambda: station.check_web_port(st)))
         out.append(("clock", lambda: system.check_clock(self.clock_source, self.now)))
         out.append(
             (
