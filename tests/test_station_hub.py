@@ -716,3 +716,73 @@ def test_a_fix_that_is_not_a_position_never_enters_the_record(lat, lon):
         FixRow.from_message(
             "relay-02", "m1", "collar-1", 1, {"time": "2026-11-25T00:00:00Z", "lat": lat, "lon": lon}
         )
+
+
+def test_staff_ask_the_station_for_a_full_image_from_a_running_camera(secure_broker, tmp_path):
+    """fetch_image: staff -> station -> camera unit (chunked, verified) -> the station's disk, with
+    every identity as the ACL allows; the file is the camera's own, byte for byte."""
+    import hashlib
+    import random
+
+    from gpiozero.pins.mock import MockFactory
+
+    from edge.camera.agent import CameraUnit
+    from edge.camera.simulated import SimulatedCamera
+
+    station = _gateway(secure_broker, tmp_path, station=_station(tmp_path))
+    camera_config = parse_config(
+        {
+            "unit": {"id": "cam-01", "site": SITE, "role": "camera"},
+            "mqtt": {
+                "host": secure_broker.host,
+                "port": secure_broker.port,
+                "username": "cam-01",
+                "password_file": str(_secret(tmp_path, "cam-01")),
+            },
+            "outbox": {"path": str(tmp_path / "cam-outbox.sqlite3")},
+            "health": {"interval": 3600},
+            "camera": {
+                "lat": 38.86,
+                "lon": 105.97,
+                "backend": "simulated",
+                "main_width": 640,
+                "main_height": 360,
+                "max_burst": 1,
+                "image_dir": str(tmp_path / "cam-images"),
+            },
+        }
+    )
+    clock = lambda: datetime.now(UTC)  # noqa: E731
+    sim = SimulatedCamera(clock, random.Random(2), main=(640, 360), paced=True)
+    camera = CameraUnit(camera_config, sim, pin_factory=MockFactory(), clock=clock, rng=random.Random(3))
+    staff = Client(secure_broker, "staff", f"uncia/{SITE}/{STATION}/station/command/+/response")
+    station.start()
+    camera.start()
+    try:
+        _wait(lambda: station.hub.connected and camera.relay.online, "station and camera online")
+        camera.trigger()
+        _wait(lambda: len(camera.completed) == 1, "the picture")
+        image_id = camera.completed[0].best.image_id
+
+        def thumbnail_at_station() -> bool:
+            with RecordReader(tmp_path / "station.sqlite3") as reader:
+                return reader.thumbnail(camera.completed[0].event_id) is not None
+
+        _wait(thumbnail_at_station, "the thumbnail at the station")
+        staff.publish(
+            f"uncia/{SITE}/{STATION}/station/command/fetch_image",
+            json.dumps({"id": "f1", "unit": "cam-01", "image": image_id}).encode(),
+        )
+        _wait(lambda: staff.bodies("/fetch_image/response"), "the answer", timeout=60)
+        answer = staff.bodies("/fetch_image/response")[0]
+    finally:
+        staff.close()
+        camera.stop()
+        station.stop()
+    assert answer["id"] == "f1" and answer["status"] == "ok", answer
+    assert answer["url"] == f"/api/image/cam-01/{image_id}"
+    with RecordReader(tmp_path / "station.sqlite3") as reader:
+        fetched = reader.image_path("cam-01", image_id)
+    original = camera.find_image(image_id)
+    assert fetched is not None and original is not None
+    assert hashlib.sha256(fetched.read_bytes()).digest() == hashlib.sha256(original.read_bytes()).digest()
