@@ -352,7 +352,13 @@ class StationHub:
         for event in live:
             self.live.publish(event)
         if changed_units:
-            rows = {u["unit"]: u for u in self.record.select("SELECT * FROM units")}
+            marks = ", ".join("?" * len(changed_units))
+            rows = {
+                u["unit"]: u
+                for u in self.record.select(
+                    f"SELECT * FROM units WHERE unit IN ({marks})", tuple(changed_units)
+                )
+            }
             offline_s = self.settings.unit_offline_min * 60.0
             for unit in sorted(changed_units):
                 row = rows.get(unit)

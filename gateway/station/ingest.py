@@ -32,7 +32,8 @@ from gateway.station.alerts import AlertChange, AlertEngine
 from gateway.station.record import FixRow, StationRecord, epoch
 from gateway.station.view import capture_view, fix_view
 
-STATION_ENTITY = "station"  # the hub's own topics: uncia/<site>/<gateway>/station/...
+STATION_ENTITY = "station"
+SEEN_RESOLUTION_S = 1.0  # how often a unit's "last seen" is written to the record  # the hub's own topics: uncia/<site>/<gateway>/station/...
 
 
 @dataclass
@@ -63,6 +64,7 @@ class Ingest:
         self.counts: Counter[str] = Counter()
         self._complained: set[tuple[str, str]] = set()
         self.camera_units: set[str] = set()
+        self._seen_written: dict[str, float] = {}
 
     def handle(self, topic: str, payload: bytes, now: float) -> Outcome:
         out = Outcome()
@@ -78,7 +80,10 @@ class Ingest:
                 self.record.unit_seen(unit, now)
             return out
         at = datetime.fromtimestamp(now, UTC)
-        self.record.unit_seen(unit, now)
+        if now - self._seen_written.get(unit, -1e18) >= SEEN_RESOLUTION_S:
+            # "last seen" to the second is plenty, and a write per message is not
+            self.record.unit_seen(unit, now)
+            self._seen_written[unit] = now
         out.changes += self.engine.unit_seen(unit, at)
         if parts.kind == STATE and parts.type == "availability":
             online = payload.strip() == b"online"
