@@ -20,10 +20,12 @@ log = logging.getLogger("uncia.gateway")
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "gateway",
-        help="run the base-station gateway (serial collars/GPS -> station MQTT broker)",
+        help="run the base-station gateway (collars by serial and LoRa -> broker; the station hub and page)",
         description=(
-            "Read every [[serial]] source in the config, turn NMEA into fixes, commit each to the "
-            "durable outbox and relay it to the station's MQTT broker. Runs until SIGTERM or Ctrl-C."
+            "Read every [[serial]] source and [[lora]] modem in the config, turn what they send into fixes, "
+            "commit each to the durable outbox and relay it to the station's MQTT broker. With a [station] "
+            "section also run the station hub (record, alerts, commands, staff web page) and any [uplink]. "
+            "Runs until SIGTERM or Ctrl-C."
         ),
     )
     parser.add_argument(
