@@ -52,6 +52,22 @@ def publish_fix(
     return outbox.enqueue(source, topics.fix(source), payload)
 
 
+def publish_heard(
+    outbox: Outbox,
+    topics: Topics,
+    envelope: Envelope,
+    heard: Any,
+    *,
+    received: datetime,
+    clock: ClockSource,
+) -> int:
+    """Commit a collar fix heard by radio (an `edge.lora.ingest.RadioFix`): the collar is the entity,
+    the radio details (RSSI, SNR, modem, battery) travel along. The gateway and camera units alike."""
+    return publish_fix(
+        outbox, topics, envelope, heard.collar, heard.fix, received=received, clock=clock, extra=heard.extra()
+    )
+
+
 class SourceWorker:
     """Reads one serial source in its own thread and hands each decoded fix to `accept`."""
 

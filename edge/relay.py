@@ -52,7 +52,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from edge.config import MqttSettings, UnitSettings
+from edge.config import ConfigError, MqttSettings, UnitSettings
 from edge.fix import ClockSource
 from edge.messages import Envelope
 from edge.outbox import Outbox, OutboxRow, Priority
@@ -154,6 +154,20 @@ def rss_bytes() -> int:
 
 def _reason(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def apply_login(client: mqtt.Client, settings: MqttSettings) -> None:
+    """The unit's credentials on a paho client: user name and password (from its file), and TLS with
+    the CA and client certificate when configured. Every client of a unit logs in the same way.
+    Raises `ConfigError` (password file), OSError or ValueError (TLS files)."""
+    if settings.username:
+        client.username_pw_set(settings.username, settings.password())
+    if settings.tls:
+        client.tls_set(
+            ca_certs=settings.ca_file or None,
+            certfile=settings.cert_file or None,
+            keyfile=settings.key_file or None,
+        )
 
 
 class Relay:
@@ -271,15 +285,12 @@ class Relay:
         client.suppress_exceptions = True
         client.connect_timeout = min(self.connect_timeout, 10.0)
         client.will_set(self.topics.availability(), b"offline", qos=1, retain=True)
-        if s.username:
-            client.username_pw_set(s.username, s.password())
-        if s.tls:
-            try:
-                client.tls_set(
-                    ca_certs=s.ca_file or None, certfile=s.cert_file or None, keyfile=s.key_file or None
-                )
-            except (OSError, ValueError) as exc:
-                raise RelayError(f"cannot load the TLS files for the broker ({_reason(exc)})") from exc
+        try:
+            apply_login(client, s)
+        except ConfigError:
+            raise  # the password file: the message names the key
+        except (OSError, ValueError) as exc:
+            raise RelayError(f"cannot load the TLS files for the broker ({_reason(exc)})") from exc
         client.on_connect = self._guard(self._on_connect)
         client.on_disconnect = self._guard(self._on_disconnect)
         client.on_publish = self._guard(self._on_publish)

@@ -18,7 +18,7 @@ from edge.clock import system_clock_source, utc_now
 from edge.config import UnitConfig, unit_identity
 from edge.decoder import FixDecoder
 from edge.fix import ClockSource, Fix
-from edge.fix_source import FixListener, SourceWorker, publish_fix
+from edge.fix_source import FixListener, SourceWorker, publish_fix, publish_heard
 from edge.lora.ingest import LoraWorker, RadioFix, RawPacket
 from edge.messages import Envelope
 from edge.outbox import Outbox
@@ -134,15 +134,8 @@ class Gateway:
 
     def _accept_radio_fix(self, heard: RadioFix) -> None:
         """A collar fix from a LoRa modem: the collar is the entity, the radio details travel along."""
-        publish_fix(
-            self.outbox,
-            self.topics,
-            self.envelope,
-            heard.collar,
-            heard.fix,
-            received=self.clock(),
-            clock=self._clock_state,
-            extra=heard.extra(),
+        publish_heard(
+            self.outbox, self.topics, self.envelope, heard, received=self.clock(), clock=self._clock_state
         )
         if self.on_fix is not None:
             self.on_fix(heard.collar, heard.fix)

@@ -90,7 +90,7 @@ from edge.camera.transfer import ImageSender
 from edge.clock import Clock, system_clock_source, utc_now
 from edge.config import ConfigError, UnitConfig, unit_identity
 from edge.fix import ClockSource
-from edge.fix_source import publish_fix
+from edge.fix_source import publish_heard
 from edge.messages import Envelope
 from edge.outbox import Outbox, OutboxError
 from edge.relay import Relay
@@ -357,15 +357,8 @@ class CameraUnit:
         """A collar fix heard on the unit's LoRa modem (an `edge.lora.ingest.RadioFix`), relayed to the
         station as the gateway relays its own; the station keeps each reception and its rules take a
         fix once (by its time)."""
-        publish_fix(
-            self.outbox,
-            self.topics,
-            self.envelope,
-            heard.collar,
-            heard.fix,
-            received=self._clock(),
-            clock=self._clock_state,
-            extra=heard.extra(),
+        publish_heard(
+            self.outbox, self.topics, self.envelope, heard, received=self._clock(), clock=self._clock_state
         )
         self.counters["collar_fixes_relayed"] += 1
 

@@ -18,6 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.config import CameraSettings, ConfigError, MqttSettings, UnitSettings
 from edge.fix import ClockSource
+from edge.relay import apply_login
 from edge.selftest import CheckResult, failed, passed, warned
 from edge.storage import DiskUsage
 
@@ -149,14 +150,7 @@ def check_broker(settings: MqttSettings, unit: UnitSettings, timeout: float) -> 
     client.connect_timeout = timeout
     where = f"{settings.host}:{settings.port}"
     try:
-        if settings.username:
-            client.username_pw_set(settings.username, settings.password())
-        if settings.tls:
-            client.tls_set(
-                ca_certs=settings.ca_file or None,
-                certfile=settings.cert_file or None,
-                keyfile=settings.key_file or None,
-            )
+        apply_login(client, settings)
     except ConfigError as exc:
         return failed(
             name, str(exc), f"re-provision the unit, or restore {settings.password_file} (mode 0600)"

@@ -35,6 +35,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge.config import UnitConfig
 from edge.messages import Envelope, MessageError, decode
 from edge.outbox import Outbox, Priority
+from edge.relay import apply_login
 from edge.topics import Topics
 from gateway.image_fetch import ImageFetcher
 from gateway.station.alerts import Alert, AlertChange, AlertEngine
@@ -135,14 +136,7 @@ class StationHub:
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False, manual_ack=manual_ack
         )
-        if settings.username:
-            client.username_pw_set(settings.username, settings.password())
-        if settings.tls:
-            client.tls_set(
-                ca_certs=settings.ca_file or None,
-                certfile=settings.cert_file or None,
-                keyfile=settings.key_file or None,
-            )
+        apply_login(client, settings)
         client.reconnect_delay_set(0.5, 30)
         return client
 
@@ -531,14 +525,4 @@ def _dt(seconds: float) -> datetime:
 
 
 def _alert_from_row(row: dict[str, Any]) -> Alert:
-    return Alert.from_dict(
-        {
-            "key": row["key"],
-            "kind": row["kind"],
-            "subject": row["subject"],
-            "severity": row["severity"],
-            "message": row["message"],
-            "since": iso(row["since"]),
-            "details": row["details"],
-        }
-    )
+    return Alert.from_dict(alert_view(row))
