@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.config import software_version
-from gateway.station.record import FixRow, RecordError, RecordReader, iso
+from gateway.station.record import FixRow, RecordReader, iso
 from gateway.uplink.er_api import (
     EarthRangerApi,
     EndpointMissing,
@@ -47,7 +47,7 @@ from gateway.uplink.er_api import (
 )
 from gateway.uplink.settings import EarthRangerSettings, read_token
 from gateway.uplink.state import QueuedItem, UplinkState
-from gateway.uplink.worker import UplinkThread
+from gateway.uplink.worker import RecordSource, UplinkThread
 
 DEST = "earthranger"
 FIX, CAPTURE = "fix", "capture"
@@ -91,12 +91,11 @@ class EarthRangerUplink:
         )
         self._clock = clock
         self._rng = rng or random.Random()
-        self._reader: RecordReader | None = None
+        self._records = RecordSource(record_path, "EarthRanger", self.log)
         self._failures = 0
         self._failing_since: float | None = None
         self._last_sweep = -1e18
         self._last_prune = -1e18
-        self._reader_problem: str | None = None
         self.counters: Counter[str] = Counter()
         self.last_error: str | None = None
         self.last_success: float | None = None
@@ -110,9 +109,7 @@ class EarthRangerUplink:
 
     def stop(self) -> None:
         self._thread.stop(timeout=self.settings.timeout_s + 5.0)
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
+        self._records.close()
 
     def wake(self) -> None:
         """New data in the record: look now rather than at the next interval."""
@@ -131,16 +128,7 @@ class EarthRangerUplink:
         return self.send(reader, now)
 
     def _open_reader(self) -> RecordReader | None:
-        if self._reader is None:
-            try:
-                self._reader = RecordReader(self.record_path)
-            except RecordError as exc:
-                if str(exc) != self._reader_problem:
-                    self.log.warning("EarthRanger uplink waits for the station record: %s", exc)
-                    self._reader_problem = str(exc)
-                return None
-            self._reader_problem = None
-        return self._reader
+        return self._records.get()
 
     # -- 1. find -----------------------------------------------------------------------------------
     def feed(self, reader: RecordReader, now: float) -> int:

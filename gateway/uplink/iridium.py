@@ -36,12 +36,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.station.record import RecordError, RecordReader, iso
+from gateway.station.record import RecordReader, iso
 from gateway.uplink.digest import Digest, build_digest, credits_for
 from gateway.uplink.sbd import SbdError, SbdModem, Session
 from gateway.uplink.settings import SBD_CREDIT_BYTES, IridiumSettings
 from gateway.uplink.state import Ledger, UplinkState
-from gateway.uplink.worker import UplinkThread
+from gateway.uplink.worker import RecordSource, UplinkThread
 
 DEST = "iridium"
 ALERT_POLL_S = 60.0  # how often the record is read for new critical alerts between slots
@@ -103,8 +103,7 @@ class IridiumUplink:
         self._clock = clock
         self._rng = rng or random.Random()
         self._interval = settings.interval_h * 3600.0
-        self._reader: RecordReader | None = None
-        self._reader_problem: str | None = None
+        self._records = RecordSource(record_path, "Iridium", self.log)
         self._configured = False
         self._last_alert_poll = -1e18
         self.pending: Pending | None = None
@@ -127,9 +126,7 @@ class IridiumUplink:
     def stop(self) -> None:
         self._thread.stop(timeout=self.settings.session_timeout_s + 10.0)
         self.modem.close()
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
+        self._records.close()
 
     def wake(self) -> None:
         """A new alert may be in the record: look now."""
@@ -400,16 +397,7 @@ class IridiumUplink:
         return min(wait, until_slot)
 
     def _open_reader(self) -> RecordReader | None:
-        if self._reader is None:
-            try:
-                self._reader = RecordReader(self.record_path)
-            except RecordError as exc:
-                if str(exc) != self._reader_problem:
-                    self.log.warning("Iridium uplink waits for the station record: %s", exc)
-                    self._reader_problem = str(exc)
-                return None
-            self._reader_problem = None
-        return self._reader
+        return self._records.get()
 
     # -- for staff ---------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -1,10 +1,14 @@
-"""What every uplink thread shares: start, stop, and sleeping between steps without polling."""
+"""What every uplink shares: its thread (start, stop, sleeping between steps without polling) and its
+lazily opened reader of the station record."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
+
+from gateway.station.record import RecordError, RecordReader
 
 
 class UplinkThread:
@@ -59,3 +63,32 @@ class UplinkThread:
             if self._stop.is_set():
                 break
             self._wake.wait(max(0.0, wait))
+
+
+class RecordSource:
+    """The uplink's read-only view of the station record, opened when first needed: the gateway may
+    not have made the record yet. Says once why it cannot open it, and again only if the reason changes."""
+
+    def __init__(self, path: Any, label: str, log: logging.Logger) -> None:
+        self.path = path
+        self.label = label
+        self.log = log
+        self._reader: RecordReader | None = None
+        self._problem: str | None = None
+
+    def get(self) -> RecordReader | None:
+        if self._reader is None:
+            try:
+                self._reader = RecordReader(self.path)
+            except RecordError as exc:
+                if str(exc) != self._problem:
+                    self.log.warning("%s uplink waits for the station record: %s", self.label, exc)
+                    self._problem = str(exc)
+                return None
+            self._problem = None
+        return self._reader
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
