@@ -535,9 +535,42 @@ class AtModem(LoraModem):
     boot_timeout: float
     _reset: Callable[[], None] | None
 
+    # How the modem shows it restarted, and what that cost it (in the health-check warning).
+    RESTART_SIGN = "boot banner"
+    RESTART_LOSS = "its radio settings are lost until it is reconfigured"
+    _boots_seen: int
+
     @property
     def label(self) -> str:
         return self.channel.label
+
+    def health_check(self) -> None:
+        """`AT` answers, and the modem did not restart on its own since it was configured (a restart
+        without a reset from us loses the radio settings: raised, so the worker reconfigures it)."""
+        self.channel.command("AT")
+        if self.settings is not None and self.channel.boots > self._boots_seen:
+            self._restarted()
+            message = (
+                f"{self.label}: restarted on its own ({self.RESTART_SIGN} without a reset from us: power dip,"
+                f" brown-out or watchdog?) — {self.RESTART_LOSS}"
+            )
+            self.log.warning("%s", message)
+            raise ModemError(message)
+
+    def _restarted(self) -> None:
+        """HOOK: the modem restarted (on its own or reset by us); forget state the restart lost."""
+
+    def _reset_by_line_or(self, soft: Callable[[], str]) -> str:
+        """Pulse the reset line when one is wired, else `soft` (the driver's own reset command);
+        returns how it was done, for the log and the timeout message."""
+        if self._reset is not None:
+            how = "pulsing the reset line"
+            self.log.warning("%s: %s", self.label, how)
+            self._reset()
+        else:
+            how = soft()
+        self._restarted()
+        return how
 
     def _finish_recovery(self, boots: int, how: str, banner: str, cause: str) -> None:
         """After a reset (`how`): wait for the boot `banner`, then configure again (or just probe)."""

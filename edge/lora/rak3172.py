@@ -250,6 +250,10 @@ class Rak3172Modem(AtModem):
             {"1": "LoRaWAN", "2": "FSK"}.get(mode, "?"),
         )
 
+    def _soft_reset(self) -> str:
+        self.channel.send_only("ATZ")
+        return "ATZ"
+
     def _stop_receiving(self) -> None:
         self.channel.command("AT+PRECV=0")
         self.receiving = False
@@ -322,27 +326,15 @@ class Rak3172Modem(AtModem):
             if resume:
                 self._start_receiving()
 
-    def health_check(self) -> None:
-        self.channel.command("AT")
-        if self.settings is not None and self.channel.boots > self._boots_seen:
-            self.receiving = False
-            message = (
-                f"{self.label}: restarted on its own (banner without a reset from us: power dip, brown-out or "
-                "watchdog?) — it is no longer receiving until reconfigured"
-            )
-            self.log.warning("%s", message)
-            raise ModemError(message)
+    RESTART_SIGN = "banner"
+    RESTART_LOSS = "it is no longer receiving until reconfigured"
+
+    def _restarted(self) -> None:
+        self.receiving = False
 
     def recover(self) -> None:
         boots = self.channel.boots
-        if self._reset is not None:
-            how = "pulsing the reset line"
-            self.log.warning("%s: %s", self.label, how)
-            self._reset()
-        else:
-            how = "ATZ"
-            self.channel.send_only("ATZ")
-        self.receiving = False
+        how = self._reset_by_line_or(self._soft_reset)
         cause = (
             "reset line not wired to NRST, or module without power?"
             if self._reset

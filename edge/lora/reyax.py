@@ -396,34 +396,24 @@ class RylrModem(AtModem):
             raise ModemError(f"{self.label}: a packet holds 1-240 bytes, not {len(payload)}")
         self.channel.command(f"AT+SEND={to},{len(payload)},", data=payload, timeout=self.send_timeout)
 
-    def health_check(self) -> None:
-        self.channel.command("AT")
-        if self.settings is not None and self.channel.boots > self._boots_seen:
-            message = (
-                f"{self.label}: restarted on its own (+READY without a reset from us: power dip, brown-out or "
-                "watchdog?) — its radio settings are lost until it is reconfigured"
-            )
-            self.log.warning("%s", message)
-            raise ModemError(message)
+    RESTART_SIGN = "+READY"
 
     def recover(self) -> None:
         boots = self.channel.boots
-        if self._reset is not None:
-            how = "pulsing the reset line"
-            self.log.warning("%s: %s", self.label, how)
-            self._reset()
-        else:
-            how = "AT+RESET"
-            try:
-                self.channel.command("AT+RESET", extra_ok=(b"+RESET",))
-            except ModemTimeout as exc:
-                raise ModemTimeout(
-                    f"{self.label}: does not answer AT+RESET and no reset line is wired: power-cycle the modem "
-                    "(or wire its RST pin to a GPIO)",
-                    command="AT+RESET",
-                ) from exc
+        how = self._reset_by_line_or(self._soft_reset)
         cause = "reset line not wired to RST, or modem without power?" if self._reset else "modem hung?"
         self._finish_recovery(boots, how, "+READY", cause)
+
+    def _soft_reset(self) -> str:
+        try:
+            self.channel.command("AT+RESET", extra_ok=(b"+RESET",))
+        except ModemTimeout as exc:
+            raise ModemTimeout(
+                f"{self.label}: does not answer AT+RESET and no reset line is wired: power-cycle the modem "
+                "(or wire its RST pin to a GPIO)",
+                command="AT+RESET",
+            ) from exc
+        return "AT+RESET"
 
 
 def _password(text: str) -> str | None:
