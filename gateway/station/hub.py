@@ -346,22 +346,11 @@ class StationHub:
         for event in live:
             self.live.publish(event)
         if changed_units:
-            marks = ", ".join("?" * len(changed_units))
-            rows = {
-                u["unit"]: u
-                for u in self.record.select(
-                    f"SELECT * FROM units WHERE unit IN ({marks})", tuple(changed_units)
-                )
-            }
             offline_s = self.settings.unit_offline_min * 60.0
-            for unit in sorted(changed_units):
-                row = rows.get(unit)
-                if row is not None:
-                    for key in ("health", "camera_health"):
-                        row[key] = json.loads(row[key]) if row[key] else None
-                    self.live.publish(
-                        {"type": "unit", "unit": unit_view(row, now=now, offline_after_s=offline_s)}
-                    )
+            for row in sorted(self.record.units(changed_units), key=lambda u: u["unit"]):
+                self.live.publish(
+                    {"type": "unit", "unit": unit_view(row, now=now, offline_after_s=offline_s)}
+                )
 
     def _apply(self, changes: list[AlertChange], now: float) -> None:
         if not changes:

@@ -6,14 +6,13 @@ decoded (`gateway.station.rows`).
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from gateway.station.rows import FIX_COLUMNS, FixRow, RecordError, decode_alert, decode_capture
+from gateway.station.rows import FIX_COLUMNS, FixRow, RecordError, decode_alert, decode_capture, decode_unit
 
 
 class RecordReader:
@@ -132,13 +131,7 @@ class RecordReader:
 
     def units(self) -> list[dict[str, Any]]:
         """The unit registry rows, health bodies decoded."""
-        out = []
-        for row in self.query("SELECT * FROM units ORDER BY unit"):
-            item = dict(row)
-            for key in ("health", "camera_health"):
-                item[key] = json.loads(item[key]) if item[key] else None
-            out.append(item)
-        return out
+        return [decode_unit(row) for row in self.query("SELECT * FROM units ORDER BY unit")]
 
     def positions(self) -> dict[str, list[tuple[float, float, float, float | None]]]:
         """Each unit's position history: ``[(since, lat, lon, alt), ...]`` oldest first (a camera moved

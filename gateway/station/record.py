@@ -27,6 +27,7 @@ import logging
 import math
 import sqlite3
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from gateway.station.rows import (
     RecordError,
     decode_alert,
     decode_capture,
+    decode_unit,
     epoch,
     iso,
     track_of,
@@ -445,6 +447,12 @@ class StationRecord:
     def capture(self, event_id: str) -> dict[str, Any] | None:
         rows = self.select("SELECT * FROM captures WHERE event_id = ?", (event_id,))
         return decode_capture(rows[0]) if rows else None
+
+    def units(self, names: Iterable[str]) -> list[dict[str, Any]]:
+        """These units' registry rows, health bodies decoded."""
+        names = tuple(names)
+        marks = ", ".join("?" * len(names))
+        return [decode_unit(r) for r in self.select(f"SELECT * FROM units WHERE unit IN ({marks})", names)]
 
     def active_alerts(self) -> list[dict[str, Any]]:
         return [

@@ -125,3 +125,11 @@ def decode_alert(row: sqlite3.Row | dict[str, Any]) -> dict[str, Any]:
     item["details"] = json.loads(item["details"])
     item["active"] = item["cleared"] is None
     return item
+
+
+def decode_unit(row: sqlite3.Row | dict[str, Any]) -> dict[str, Any]:
+    """A unit registry row with its health bodies decoded."""
+    item = dict(row)
+    for key in ("health", "camera_health"):
+        item[key] = json.loads(item[key]) if item[key] else None
+    return item
