@@ -24,13 +24,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import sqlite3
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from gateway.station.geo import haversine_m
 from gateway.station.reader import RecordReader
 from gateway.station.rows import (
     FIX_COLUMNS,
@@ -375,7 +375,7 @@ class StationRecord:
                 "SELECT lat, lon FROM unit_positions WHERE unit = ? AND since <= ? ORDER BY since DESC LIMIT 1",
                 (unit, since),
             ).fetchone()
-            if last is not None and _metres(last[0], last[1], lat, lon) < MOVED_M:
+            if last is not None and haversine_m(last[0], last[1], lat, lon) < MOVED_M:
                 return
             self._write(
                 "INSERT OR REPLACE INTO unit_positions (unit, since, lat, lon, alt) VALUES (?, ?, ?, ?, ?)",
@@ -472,13 +472,6 @@ class StationRecord:
 
 
 MOVED_M = 100.0  # a camera's reported position further than this from the last one: it was moved
-
-
-def _metres(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Distance on the ground, equirectangular (exact enough for "did it move 100 m")."""
-    k = 111_320.0
-    dx = (lon2 - lon1) * k * math.cos(math.radians((lat1 + lat2) / 2.0))
-    return math.hypot(dx, (lat2 - lat1) * k)
 
 
 def _bool(value: Any) -> int | None:
