@@ -117,16 +117,12 @@ class Ingest:
             elif kind == (EVENT, "capture"):
                 self.camera_units.add(unit)
                 self.record.update_capture(unit, data, clock=str(message.clock), now=now)
-                row = self.record_capture(data["event_id"])
-                if row is not None:
-                    out.live.append({"type": "capture", "capture": capture_view(row)})
+                self._capture_changed(data["event_id"], out)
                 self.counts["capture"] += 1
             elif kind == (EVENT, "thumbnail"):
                 jpeg = base64.b64decode(data["jpeg_b64"], validate=True)
                 self.record.add_thumbnail(unit, data, jpeg)
-                row = self.record_capture(data["event_id"])
-                if row is not None:
-                    out.live.append({"type": "capture", "capture": capture_view(row)})
+                self._capture_changed(data["event_id"], out)
                 self.counts["thumbnail"] += 1
             else:
                 self.counts["other"] += 1
@@ -154,9 +150,11 @@ class Ingest:
             battery_percent=row.battery,
         )
 
-    def record_capture(self, event_id: str) -> dict[str, Any] | None:
-        """The capture row as just written (read through the writer's own connection)."""
-        return self.record.capture(event_id)
+    def _capture_changed(self, event_id: str, out: Outcome) -> None:
+        """The page shows the capture as just written (read through the writer's own connection)."""
+        row = self.record.capture(event_id)
+        if row is not None:
+            out.live.append({"type": "capture", "capture": capture_view(row)})
 
     def _complain(self, unit: str, reason: str, text: str) -> None:
         self.counts[reason] += 1
