@@ -68,14 +68,15 @@ class MqttSettings:
 
     def password(self) -> str | None:
         """The password, read from `password_file` (first line), or None when unset."""
-        if not self.password_file:
-            return None
-        try:
-            return Path(self.password_file).read_text().splitlines()[0]
-        except (OSError, IndexError) as exc:
-            raise ConfigError(
-                "mqtt.password_file", self.password_file, f"a readable file with the password ({exc})"
-            ) from exc
+        return read_secret(self.password_file, "mqtt.password_file") if self.password_file else None
+
+
+def read_secret(path: str, key: str) -> str:
+    """The first line of a secret file (a password), or `ConfigError` naming the config key."""
+    try:
+        return Path(path).read_text().splitlines()[0]
+    except (OSError, IndexError) as exc:
+        raise ConfigError(key, path, f"a readable file with the password ({exc})") from exc
 
 
 @dataclass(frozen=True)
@@ -245,6 +246,19 @@ class StationSettings:
     low_battery_v: float = 3.4  # camera units (battery_v in their health)
     disk_full_percent: float = 90.0
     coarse_precision_m: float = 1000.0  # the shared position feed is rounded to this grid
+
+    @property
+    def web_open_to_network(self) -> bool:
+        """The staff page listens beyond this machine without a password (warned at start and by selftest)."""
+        return not self.web_password_file and self.web_host not in ("127.0.0.1", "localhost", "::1")
+
+    def web_password(self) -> str | None:
+        """The staff page's password (first line of `web_password_file`), or None: no password."""
+        return (
+            read_secret(self.web_password_file, "station.web_password_file")
+            if self.web_password_file
+            else None
+        )
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 
 from edge.clock import system_clock_source, utc_now
@@ -184,10 +183,8 @@ class Gateway:
         if s.web:
             from gateway.station.web import StationWeb
 
-            password = None
-            if s.web_password_file:
-                password = Path(s.web_password_file).read_text().splitlines()[0]
-            elif s.web_host not in ("127.0.0.1", "localhost", "::1"):
+            password = s.web_password()
+            if s.web_open_to_network:
                 self.log.warning(
                     "the staff page on %s:%d has no password: anyone on that network sees exact positions and"
                     " can pause cameras; set [station] web_password_file",

@@ -67,7 +67,7 @@ def check_web_port(station: StationSettings) -> CheckResult:
                     "stop what holds it (ss -ltnp), or change [station] web_port",
                 )
             return failed(name, f"cannot listen there ({exc.strerror})", "check [station] web_host")
-    if not station.web_password_file and station.web_host not in ("127.0.0.1", "localhost", "::1"):
+    if station.web_open_to_network:
         return warned(
             name,
             "free, but open to the network without a password: exact positions and camera controls",
