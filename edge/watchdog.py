@@ -21,11 +21,12 @@ backwards would stop the pings and restart a healthy agent. Here waits use the m
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 _LOG = logging.getLogger("uncia.watchdog")
 _SEND_TIMEOUT_S = 1.0
@@ -229,3 +230,25 @@ class Watchdog:
         if text != self._last_status:
             self._last_status = text
             self.notifier.status(text)
+
+
+@contextlib.contextmanager
+def supervised(
+    notifier: SystemdNotifier,
+    alive: Callable[[], bool],
+    *,
+    status: Callable[[], str],
+    stopping: str,
+    log: logging.Logger | None = None,
+) -> Iterator[Watchdog]:
+    """An agent's run under systemd: READY=1 with its status, watchdog pings while `alive()`, and on
+    the way out the watchdog stopped first (the workers ending after it are not deaths), then
+    STOPPING=1 with `stopping` before the caller stops the agent."""
+    watchdog = Watchdog(notifier, alive, status=status, log=log)
+    notifier.ready(status())
+    watchdog.start()
+    try:
+        yield watchdog
+    finally:
+        watchdog.stop()
+        notifier.stopping(stopping)

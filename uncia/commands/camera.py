@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.config import ConfigError, UnitConfig, load_config
-from edge.watchdog import SystemdNotifier, Watchdog
+from edge.watchdog import SystemdNotifier, supervised
 from uncia.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 
 log = logging.getLogger("uncia.camera")
@@ -229,14 +229,13 @@ def serve(
             return EXIT_FAILURE
         if player is not None:
             player.start()
-        watchdog = Watchdog(notifier, unit.alive, status=lambda: status_line(unit), log=log)
-        notifier.ready(status_line(unit))
-        watchdog.start()
+        stopping = "stopping: lamp off, ending the burst, draining the outbox"
         try:
-            stop.wait(duration)
+            with supervised(
+                notifier, unit.alive, status=lambda: status_line(unit), stopping=stopping, log=log
+            ):
+                stop.wait(duration)
         finally:
-            watchdog.stop()  # first: the threads ending below are not deaths
-            notifier.stopping("stopping: lamp off, ending the burst, draining the outbox")
             if player is not None:
                 player.stop()
             unit.stop()

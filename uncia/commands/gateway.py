@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.config import ConfigError, UnitConfig, load_config
-from edge.watchdog import SystemdNotifier, Watchdog
+from edge.watchdog import SystemdNotifier, supervised
 from uncia.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 
 log = logging.getLogger("uncia.gateway")
@@ -111,14 +111,16 @@ def run(args: argparse.Namespace) -> int:
 def serve(gateway: Any, stop: threading.Event, notifier: SystemdNotifier) -> int:
     """Run a started `gateway` until `stop` is set: READY=1 to systemd, watchdog pings while every
     worker is alive, STOPPING=1 before the gateway stops."""
-    watchdog = Watchdog(notifier, gateway.alive, status=lambda: status_line(gateway), log=log)
-    notifier.ready(status_line(gateway))
-    watchdog.start()
     try:
-        gateway.wait(stop)
+        with supervised(
+            notifier,
+            gateway.alive,
+            status=lambda: status_line(gateway),
+            stopping="stopping: draining the outbox to the broker",
+            log=log,
+        ):
+            gateway.wait(stop)
     finally:
-        watchdog.stop()  # first: the workers ending below are not deaths
-        notifier.stopping("stopping: draining the outbox to the broker")
         gateway.stop()
         notifier.close()
     return EXIT_OK
